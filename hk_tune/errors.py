@@ -1,4 +1,7 @@
-"""The one error type users see for bad input: it names the file or section, the key and what is allowed."""
+"""The one error type users see for bad input.
+
+It names the file or section, the key and what is allowed.
+"""
 
 
 class ConfigError(ValueError):

@@ -1,0 +1,315 @@
+"""Tasks and their data: the `data:` config, loading and checking rows, and (re-exported from
+`hk_tune.train.encoding`) tokenizing and batching them.
+
+    cfg = DataConfig.from_dict({"source": "reviews.csv", "task": "classification",
+                                "text": "review", "label": "stars"})
+    data = load_task(cfg)                        # every input problem is a ConfigError here
+    train, eval = tokenize(data, tokenizer, cfg.max_length)
+    loader = DataLoader(train, batch_size=16, collate_fn=partial(collate, pad_token_id=pad_id))
+
+Normalized columns: text (+ text_pair) + label for classification (int class id) and regression
+(float), prompt + target for causal_lm. `datasets` is imported only when data is loaded, so parsing
+a config stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from hk_tune.errors import ConfigError
+from hk_tune.train.encoding import IGNORE_INDEX, collate, ensure_pad_token, tokenize
+from hk_tune.train.sources import BUNDLED, GLUE, SOURCE_FORMS, Splits, is_local, read_splits
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+__all__ = [
+    "BUNDLED", "GLUE", "IGNORE_INDEX", "TASK_TYPES", "ConfigError", "DataConfig", "TaskData",
+    "collate", "ensure_pad_token", "load_task", "tokenize",
+]
+
+TASK_TYPES = ("classification", "regression", "causal_lm")
+
+
+class _FieldError(ConfigError):
+    """A bad value of one DataConfig field; `from_dict` re-raises it under the caller's name."""
+
+    def __init__(self, key: str, detail: str):
+        super().__init__(f"DataConfig.{key}: {detail}")
+        self.key, self.detail = key, detail
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What to train and evaluate on (the `data:` section of a run config).
+
+    Attributes:
+        source: "bundled:<name>", "glue:<task>", "e2e_nlg", a local .csv/.tsv/.json/.jsonl/.parquet
+            file (optionally .gz; a "{split}" in the path is replaced by the split names), or a
+            `datasets.save_to_disk` folder.
+        task: one of TASK_TYPES; bundled and hub sources define it, local sources must give it.
+        text, text_pair, label: source columns for classification and regression (local only).
+        prompt, target: source columns for causal_lm (local only).
+        label_names: class names in id order, for string labels or to name integer ids; when
+            None, the sorted unique string labels (or 0..max id) of train and eval together.
+        train_split, eval_split: split names; a single file or Dataset folder has no splits, so
+            its eval set is a holdout of eval_fraction of its rows instead.
+        eval_fraction: size of that holdout.
+        max_train_samples, max_eval_samples: a seeded random subset, for quick runs.
+        max_length: tokens per example after truncation.
+        seed: drives the holdout and the subsets. Keep it fixed across the trials of a search so
+            every trial is scored on the same examples; the training seed is a separate knob.
+    """
+
+    source: str = "bundled:snli"
+    task: str | None = None
+    text: str = "text"
+    text_pair: str | None = None
+    label: str = "label"
+    prompt: str = "prompt"
+    target: str = "target"
+    label_names: tuple[str, ...] | None = None
+    train_split: str = "train"
+    eval_split: str = "validation"
+    eval_fraction: float = 0.1
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    max_length: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.label_names, list):  # YAML gives lists; keep the value hashable
+            object.__setattr__(self, "label_names", tuple(self.label_names))
+        for key, allowed in _TYPES.items():
+            value = getattr(self, key)
+            if not (value is None and None in allowed) and not (
+                type(value) in allowed or (float in allowed and type(value) is int)
+            ):
+                names = " or ".join("null" if t is None else t.__name__ for t in allowed)
+                raise _FieldError(key, f"{value!r} is not a {names}")
+        if not self.source:
+            raise _FieldError("source", f"empty; allowed: {SOURCE_FORMS}")
+        if self.task is not None and self.task not in TASK_TYPES:
+            raise _FieldError("task", f"{self.task!r}; allowed: {', '.join(TASK_TYPES)}")
+        names = self.label_names
+        if names is not None and (
+            not names or len(set(names)) != len(names) or not all(isinstance(n, str) for n in names)
+        ):
+            raise _FieldError("label_names", f"{names!r}; must be distinct strings, at least one")
+        if not 0 < self.eval_fraction < 1:
+            raise _FieldError("eval_fraction", f"{self.eval_fraction!r}; allowed: 0 < x < 1")
+        for key in ("max_train_samples", "max_eval_samples"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise _FieldError(key, f"{getattr(self, key)!r}; allowed: null or >= 1")
+        if self.max_length < 2:
+            raise _FieldError("max_length", f"{self.max_length!r}; allowed: >= 2")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "data") -> DataConfig:
+        """Builds a config from a plain mapping (a YAML section, a Ray trial's dict).
+
+        Args:
+            d: key -> value; keys are the field names.
+            where: how messages name the section, e.g. "run.yaml: data".
+
+        Raises:
+            ConfigError: an unknown key (with the valid ones) or a bad value.
+        """
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of keys, got {type(d).__name__}")
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(valid), key=str)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(valid)}"
+            )
+        try:
+            return cls(**d)
+        except _FieldError as e:
+            raise ConfigError(f"{where}.{e.key}: {e.detail}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (label_names as a list) that `from_dict` reads back."""
+        d = asdict(self)
+        if d["label_names"] is not None:
+            d["label_names"] = list(d["label_names"])
+        return d
+
+
+_TYPES: dict[str, tuple] = {
+    "source": (str,), "task": (str, None), "text": (str,), "text_pair": (str, None),
+    "label": (str,), "prompt": (str,), "target": (str,), "label_names": (tuple, None),
+    "train_split": (str,), "eval_split": (str,), "eval_fraction": (float,),
+    "max_train_samples": (int, None), "max_eval_samples": (int, None), "max_length": (int,),
+    "seed": (int,),
+}
+
+
+@dataclass
+class TaskData:
+    """A loaded, checked task.
+
+    Attributes:
+        task: one of TASK_TYPES.
+        num_labels: classes for classification; 1 for regression; 0 for causal_lm.
+        label_names: class names in id order; () for regression and causal_lm.
+        train, eval: normalized rows: text (+ text_pair) + label, or prompt + target.
+    """
+
+    task: str
+    num_labels: int
+    label_names: tuple[str, ...]
+    train: Dataset
+    eval: Dataset
+
+
+def load_task(cfg: DataConfig) -> TaskData:
+    """Loads the rows `cfg` names and checks them, before any model is built.
+
+    Args:
+        cfg: the data config.
+
+    Returns:
+        The task, its labels and normalized train/eval rows (subsampled if the config says so).
+
+    Raises:
+        ConfigError: missing file, unknown format or source, hub unreachable, missing column
+            (listing those that exist), empty split, unknown string label or class id outside
+            num_labels, missing text, non-numeric regression target. One line, naming the source,
+            the key and the allowed values.
+    """
+    if cfg.task is None and is_local(cfg.source):
+        raise ConfigError(f"data.task is required for local source {cfg.source!r}; allowed: "
+                          f"{', '.join(TASK_TYPES)}")
+    splits = read_splits(cfg)
+    task = splits.schema.task if cfg.task is None else cfg.task
+    if task != splits.schema.task:
+        raise ConfigError(f"data.task={cfg.task!r} does not match {splits.name}, which is a "
+                          f"{splits.schema.task} task; leave data.task unset")
+    if task != "classification" and cfg.label_names is not None:
+        raise ConfigError(f"data.label_names applies to classification only, not {task} "
+                          f"({splits.name})")
+    parts = {"train": splits.train, "eval": splits.eval}
+    for part, rows in parts.items():
+        _check_columns(rows, splits, part)
+
+    label_names: tuple[str, ...] = ()
+    if task == "classification":
+        # Inferred from the full splits, so a small subsample can't lose a class.
+        label_names = _class_names(splits, [r for p in parts.values() for r in _column(p, splits)])
+    limits = {"train": cfg.max_train_samples, "eval": cfg.max_eval_samples}
+    normalized = {
+        part: _normalize(_subset(rows, limits[part], cfg.seed), task, label_names, splits, part)
+        for part, rows in parts.items()
+    }
+    num_labels = {"classification": len(label_names), "regression": 1, "causal_lm": 0}[task]
+    return TaskData(task, num_labels, label_names, normalized["train"], normalized["eval"])
+
+
+def _column(rows: Dataset, splits: Splits) -> list:
+    return list(rows[splits.schema.columns["label"]])
+
+
+def _check_columns(rows: Dataset, splits: Splits, part: str) -> None:
+    for role, column in splits.schema.columns.items():
+        if column not in rows.column_names:
+            raise ConfigError(f"data.{role}={column!r} is not a column of {splits.name} ({part} "
+                              f"split); columns: {', '.join(rows.column_names)}")
+    if len(rows) == 0:
+        raise ConfigError(f"{splits.name}: the {part} split is empty")
+
+
+def _subset(rows: Dataset, limit: int | None, seed: int) -> Dataset:
+    if limit is None or limit >= len(rows):
+        return rows
+    return rows.shuffle(seed=seed).select(range(limit))
+
+
+def _class_names(splits: Splits, values: list) -> tuple[str, ...]:
+    if splits.schema.label_names:
+        return splits.schema.label_names
+    present = [v for v in values if v is not None and not _is_nan(v)]
+    if any(isinstance(v, str) for v in present):
+        return tuple(sorted({str(v) for v in present}))
+    ids = [_class_id(v, None, splits, "train/eval") for v in present]
+    if not ids:
+        raise ConfigError(f"data.label={splits.schema.columns['label']!r}: no labels in "
+                          f"{splits.name}")
+    return tuple(str(i) for i in range(max(ids) + 1))
+
+
+def _class_id(value: Any, names: tuple[str, ...] | None, splits: Splits, where: str) -> int:
+    """A class id from a string label (looked up in names) or an integral number."""
+    key = f"data.label={splits.schema.columns['label']!r}"
+    if isinstance(value, str) and names is not None and value in names:
+        return names.index(value)
+    if isinstance(value, str) or (isinstance(value, float) and not value.is_integer()):
+        allowed = list(names) if names is not None else "class ids 0, 1, ..."
+        raise ConfigError(f"{key}: label {value!r} in {splits.name} ({where}) is not one of "
+                          f"{allowed}; set data.label_names, or use task: regression for scores")
+    number = int(value)
+    if number < 0:
+        raise ConfigError(f"{key}: class id {number} in {splits.name} ({where}) is negative; "
+                          "class ids count from 0")
+    if names is not None and number >= len(names):
+        raise ConfigError(f"{key}: class id {number} in {splits.name} ({where}) is outside "
+                          f"0..{len(names) - 1} (num_labels={len(names)})")
+    return number
+
+
+def _normalize(rows: Dataset, task: str, label_names: tuple[str, ...], splits: Splits,
+               part: str) -> Dataset:
+    from datasets import Dataset, Features, Value
+
+    columns = {}
+    for role in ("text", "text_pair", "prompt", "target"):
+        if role in splits.schema.columns:
+            columns[role] = [_text(v, role, i, splits, part)
+                             for i, v in enumerate(rows[splits.schema.columns[role]])]
+    features = {role: Value("string") for role in columns}
+    if task != "causal_lm":
+        values = _column(rows, splits)
+        if task == "classification":
+            columns["label"] = [_class_id(_present(v, i, splits, part), label_names, splits,
+                                          f"{part} split, row {i}")
+                                for i, v in enumerate(values)]
+            features["label"] = Value("int64")
+        else:
+            columns["label"] = [_score(v, i, splits, part) for i, v in enumerate(values)]
+            features["label"] = Value("float32")
+    return Dataset.from_dict(columns, features=Features(features))
+
+
+def _text(value: Any, role: str, row: int, splits: Splits, part: str) -> str:
+    if value is None or _is_nan(value):
+        raise ConfigError(f"data.{role}={splits.schema.columns[role]!r}: empty value in "
+                          f"{splits.name} ({part} split, row {row})")
+    return value if isinstance(value, str) else str(value)
+
+
+def _present(value: Any, row: int, splits: Splits, part: str) -> Any:
+    if value is None or _is_nan(value):
+        raise ConfigError(f"data.label={splits.schema.columns['label']!r}: missing label in "
+                          f"{splits.name} ({part} split, row {row})")
+    return value
+
+
+def _score(value: Any, row: int, splits: Splits, part: str) -> float:
+    """A regression target: a finite number, or a string that parses as one."""
+    _present(value, row, splits, part)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise ConfigError(f"data.label={splits.schema.columns['label']!r}: regression target "
+                          f"{value!r} in {splits.name} ({part} split, row {row}) is not a finite "
+                          "number")
+    return number
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)

@@ -81,9 +81,7 @@ def tokenize(data: TaskData, tokenizer: PreTrainedTokenizerBase,
 
 
 def _map(rows: Dataset, fn) -> Dataset:
-    # A fixed fingerprint skips hashing the tokenizer: the rows are in memory, nothing is cached.
-    return rows.map(fn, batched=True, remove_columns=rows.column_names,
-                    new_fingerprint=f"{rows._fingerprint}-tokenized")
+    return rows.map(fn, batched=True, remove_columns=rows.column_names)
 
 
 def _encode_text(batch: dict, tokenizer, max_length: int, pair: bool) -> dict:

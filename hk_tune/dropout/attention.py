@@ -46,7 +46,8 @@ def drop_logits(mask: torch.Tensor, dropped: torch.Tensor) -> torch.Tensor:
     """DropKey: add dtype.min / 2 to the dropped logits (finite, so no NaN). Entries already
     masked stay at the dtype's min."""
     lowest = torch.finfo(mask.dtype).min
-    return (mask + dropped.to(mask.dtype) * (lowest / 2)).clamp_min(lowest)
+    # The sum is taken on the (often broadcast, smaller) mask; `where` is one full-size pass.
+    return torch.where(dropped, (mask + lowest / 2).clamp_min(lowest), mask)
 
 
 def drop_weights(

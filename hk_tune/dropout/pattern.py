@@ -18,11 +18,16 @@ from collections.abc import Callable
 import torch
 
 
+def _coins(shape: list[int], rate: float, device: torch.device) -> torch.Tensor:
+    # bernoulli_ into a bool tensor: one pass, no float tensor of uniforms to compare.
+    return torch.empty(shape, dtype=torch.bool, device=device).bernoulli_(rate)
+
+
 def element(
     shape: list[int], units: torch.Tensor, rate: float, unit_dim: int, shared_dim: int
 ) -> torch.Tensor:
     """Each entry of the full shape its own coin."""
-    return torch.rand(shape, device=units.device) < rate
+    return _coins(shape, rate, units.device)
 
 
 def column(
@@ -32,7 +37,7 @@ def column(
     whole token vector."""
     shape = list(shape)
     shape[shared_dim] = 1
-    return torch.rand(shape, device=units.device) < rate
+    return _coins(shape, rate, units.device)
 
 
 def span(
@@ -83,10 +88,14 @@ def draw(
         bool mask, True where dropped, broadcastable to `valid`'s shape.
     """
     units = valid.any(dim=shared_dim, keepdim=True)  # a key any query sees; a real token
-    dropped = PATTERNS[pattern](list(shape), units, rate, unit_dim, shared_dim) & units
-    kept = valid & ~dropped
-    # A row that had valid units but would keep none is left undropped.
-    emptied = ~kept.any(dim=row_dims, keepdim=True) & valid.any(dim=row_dims, keepdim=True)
+    dropped = PATTERNS[pattern](list(shape), units, rate, unit_dim, shared_dim)
+    dropped &= units
+    # A row that had valid units but would keep none is left undropped. On bools,
+    # valid > dropped is valid & ~dropped in one pass.
+    kept_any = torch.gt(valid, dropped).any(dim=row_dims[0], keepdim=True)
+    for dim in row_dims[1:]:
+        kept_any = kept_any.any(dim=dim, keepdim=True)
+    emptied = valid.any(dim=row_dims, keepdim=True) & ~kept_any
     if bool(emptied.any()):
         dropped = dropped & ~emptied
     return dropped

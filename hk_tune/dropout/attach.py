@@ -49,9 +49,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "qwen2": _LLAMA,
     "qwen3": _LLAMA,
 }
-# What receives the final representation, first match wins. RoBERTa's head takes all tokens but
-# classifies the first one, so its `dense` input (the CLS vector) is the representation.
-_HEADS = ("classifier.dense", "classifier", "score", "lm_head")
+_HEADS = ("classifier", "score", "lm_head")  # what receives the final representation
 
 
 def _original_function(name: str, module: nn.Module) -> Callable:
@@ -96,6 +94,20 @@ def _register(original: str) -> str:
     AttentionInterface.register(name, _attention_function(original))
     AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[original])
     return name
+
+
+def _head(base: nn.Module) -> nn.Module:
+    """The module whose input is the final representation (the `output` position)."""
+    for name in _HEADS:
+        head = getattr(base, name, None)
+        if head is None:
+            continue
+        if hasattr(head, "modules_to_save"):  # peft trains a copy of the head; use the active one
+            head = head.modules_to_save[head.active_adapters[0]]
+        # RoBERTa-style heads take every token but classify the first: the input of their
+        # `dense` layer is that token's vector.
+        return getattr(head, "dense", head)
+    raise ConfigError(f"output dropout: no head among {list(_HEADS)} on this model")
 
 
 def _architecture(config) -> Architecture:
@@ -172,10 +184,7 @@ class Attachment:
             hook = self._input_hook(spec.input)
             self._hooks.append(self.layers[0].register_forward_pre_hook(hook, with_kwargs=True))
         if spec.output.active:
-            names = dict(base.named_modules())
-            head = next((names[h] for h in _HEADS if h in names), None)
-            if head is None:
-                raise ConfigError(f"output dropout: no head among {list(_HEADS)} on this model")
+            head = _head(base)
             self._hooks.append(head.register_forward_pre_hook(self._input_hook(spec.output)))
         if spec.touches_attention:
             base.set_attn_implementation(_register(self._original_attention))

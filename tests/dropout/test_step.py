@@ -101,3 +101,24 @@ def test_regression_and_unknown_task():
     assert out.consistency_loss > 0
     with pytest.raises(ValueError, match="allowed"):
         compute_loss(model, batch, handle, "ranking")
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta"])
+def test_output_dropout_reaches_peft_trained_heads(arch):
+    """With task_type=SEQ_CLS peft trains a copy of the head: output dropout must act there."""
+    from conftest import tiny_config
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    config = tiny_config(arch, 120, 1, None)
+    model = AutoModelForSequenceClassification.from_config(config)
+    model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=4,
+                                             target_modules=["query", "value"]))
+    ids = torch.randint(2, 120, (4, 10))
+    model.eval()
+    reference = model(input_ids=ids).logits
+    handle = attach(model, DropoutSpec.from_dict({"output.rate": 0.5}))
+    model.train()
+    torch.manual_seed(0)
+    assert not torch.equal(model(input_ids=ids).logits, reference)
+    handle.remove()

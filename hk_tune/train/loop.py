@@ -1,0 +1,313 @@
+"""The per-worker training loop: build -> fit -> evaluate, in one function with its helpers above.
+
+`train_fn_per_worker` is what every Ray Train worker runs. It takes a plain dict
+(`RunConfig.to_dict()`), builds typed objects at the edge, and touches Ray through
+`prepare_model`, `prepare_data_loader`, `get_context`, `get_checkpoint` and `report` only.
+Each evaluation reports metrics with a checkpoint holding the LoRA adapter (never the base
+model) plus optimizer, scheduler, step and RNG state, so a run with the same name continues at
+the saved step with the same data order and dropout masks.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from hk_tune.train.run_config import GenerationSettings, OptimSettings
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+TRAINER_STATE = "trainer_state.pt"  # optimizer, scheduler and step, written by rank 0
+ADAPTER = "adapter_model.safetensors"  # peft's file name for the adapter weights
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds every generator the loop draws from: Python, NumPy and torch."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def step_budget(optim: OptimSettings, steps_per_epoch: int) -> int:
+    """The run's length in optimizer steps: max_steps, else epochs (default 1) of batches."""
+    if optim.max_steps is not None:
+        return optim.max_steps
+    return max(1, math.ceil((optim.epochs or 1.0) * steps_per_epoch))
+
+
+def is_eval_step(step: int, total: int, steps_per_epoch: int, eval_every: int | None) -> bool:
+    """Evaluate every `eval_every` steps (else at each epoch's end), and always at the end."""
+    every = eval_every or steps_per_epoch
+    return step % every == 0 or step == total
+
+
+def build_train_loader(dataset, batch_size: int, pad_token_id: int, seed: int, rank: int,
+                       world_size: int):
+    """A shuffled loader over this worker's shard of the training set.
+
+    The order comes from a DistributedSampler seeded with the run's seed and reseeded per epoch
+    with `set_epoch`, on one worker as on many: it depends on (seed, epoch) alone, so a resumed
+    run sees the same batches as an uninterrupted one.
+    """
+    import ray.train.torch
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from hk_tune.train.data import collate
+
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
+                                 seed=seed)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler,
+                        collate_fn=functools.partial(collate, pad_token_id=pad_token_id))
+    return ray.train.torch.prepare_data_loader(loader), sampler
+
+
+def model_inputs(batch: dict, device) -> dict[str, torch.Tensor]:
+    """The tensors the model takes, on `device` (eval batches also carry generation columns)."""
+    return {k: batch[k].to(device) for k in MODEL_INPUTS if k in batch}
+
+
+def save_checkpoint(folder: Path, peft_model, optimizer, scheduler, step: int, rank: int) -> None:
+    """Rank 0 writes the adapter and the trainer state; every rank writes its RNG state.
+
+    Ray Train merges the workers' folders into one checkpoint.
+    """
+    import numpy as np
+    import torch
+
+    if rank == 0:
+        peft_model.save_pretrained(folder)  # the adapter (and new task head) only
+        state = {"step": step, "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict()}
+        torch.save(state, folder / TRAINER_STATE)
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(),
+           "torch": torch.get_rng_state()}
+    torch.save(rng, folder / f"rng_rank{rank}.pt")
+
+
+def load_checkpoint(folder: Path, peft_model, optimizer, scheduler, rank: int) -> int:
+    """Restores what `save_checkpoint` wrote; returns the step to continue from."""
+    import numpy as np
+    import torch
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(peft_model, load_file(folder / ADAPTER))
+    state = torch.load(folder / TRAINER_STATE, weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    rng_file = folder / f"rng_rank{rank}.pt"
+    if rng_file.exists():  # absent when the run had fewer workers before
+        rng = torch.load(rng_file, weights_only=False)
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+    return state["step"]
+
+
+def sum_across_workers(values: list[float]) -> list[float]:
+    """Sums `values` over all workers (a no-op on one worker)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def gather_across_workers(items: list) -> list:
+    """Concatenates each worker's `items` on every worker (a no-op on one worker)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return items
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, items)
+    return [item for part in parts for item in part]
+
+
+def row_batches(dataset, indices: range, batch_size: int) -> Iterator[list[dict]]:
+    """`dataset`'s rows at `indices`, `batch_size` at a time, as lists of dicts."""
+    for start in range(0, len(indices), batch_size):
+        yield [dataset[i] for i in indices[start:start + batch_size]]
+
+
+def generate_texts(peft_model, batch: dict, tokenizer, generation: GenerationSettings,
+                   device) -> list[str]:
+    """Greedy or beam-search continuations of the batch's (left-padded) prompts, decoded
+    without the prompt."""
+    prompt_ids = batch["prompt_ids"].to(device)  # (B, Lp)
+    output = peft_model.generate(
+        input_ids=prompt_ids, attention_mask=batch["prompt_attention_mask"].to(device),
+        do_sample=False, num_beams=generation.num_beams,
+        max_new_tokens=generation.max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    new_tokens = output[:, prompt_ids.shape[1]:]
+    return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+def evaluate(peft_model, eval_ds, task: str, num_labels: int, tokenizer, batch_size: int,
+             generation: GenerationSettings, rank: int, world_size: int) -> dict[str, float]:
+    """Eval loss and task metrics over the eval set, split across workers and gathered.
+
+    Runs the unwrapped model in eval mode, where the attached dropout is a no-op.
+    """
+    import torch
+
+    from hk_tune.train.data import collate
+    from hk_tune.train.metrics import compute_metrics
+
+    peft_model.eval()
+    device = next(peft_model.parameters()).device
+    shard = range(rank, len(eval_ds), world_size)  # no padding rows, unlike DistributedSampler
+    loss_sum, weight, predictions, references = 0.0, 0.0, [], []
+    with torch.no_grad():
+        for rows in row_batches(eval_ds, shard, batch_size):
+            batch = collate(rows, tokenizer.pad_token_id)
+            inputs = model_inputs(batch, device)
+            out = peft_model(**inputs)
+            labels = inputs["labels"]
+            if task == "causal_lm":  # loss is a mean over target tokens
+                n = (labels[:, 1:] != -100).sum().item()
+                predictions += generate_texts(peft_model, batch, tokenizer, generation, device)
+                references += batch["references"]  # every target of the prompt (multi-ref BLEU)
+            else:
+                n = len(rows)
+                logits = out.logits.float()
+                predictions += (logits.squeeze(-1) if task == "regression"
+                                else logits.argmax(-1)).tolist()
+                references += labels.tolist()
+            loss_sum, weight = loss_sum + out.loss.item() * n, weight + n
+    loss_sum, weight = sum_across_workers([loss_sum, weight])
+    predictions, references = gather_across_workers(predictions), gather_across_workers(references)
+    metrics = compute_metrics(task, predictions, references, num_labels)
+    metrics = {"loss": loss_sum / max(weight, 1.0), **metrics}
+    return {f"eval_{key}": value for key, value in metrics.items()}
+
+
+def format_progress(metrics: dict[str, Any], total: int) -> str:
+    """One line per evaluation: step, losses, eval metrics, learning rate, throughput."""
+    shown = [f"step {metrics['step']}/{total}", f"epoch {metrics['epoch']:.2f}"]
+    for key, value in metrics.items():
+        if key.startswith(("train_loss", "eval_")):
+            shown.append(f"{key} {value:.4f}")
+    shown += [f"lr {metrics['lr']:.2e}", f"tokens/s {metrics['tokens_per_s']:.0f}"]
+    return "  ".join(shown)
+
+
+def train_fn_per_worker(config: dict) -> None:
+    """Finetunes a LoRA adapter on one worker of a Ray Train run.
+
+    Args:
+        config: `RunConfig.to_dict()`.
+    """
+    import ray.train
+    import ray.train.torch
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    from hk_tune.dropout import attach, compute_loss
+    from hk_tune.train.data import load_task, tokenize
+    from hk_tune.train.model import build_model, load_tokenizer
+    from hk_tune.train.run_config import RunConfig
+
+    cfg = RunConfig.from_dict(config, where="train_fn_per_worker config")
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+
+    # Build: same seed on every worker, so the new head and the LoRA init agree before DDP.
+    seed_everything(cfg.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    data = load_task(cfg.data)
+    train_ds, eval_ds = tokenize(data, tokenizer, cfg.data.max_length)
+    peft_model = build_model(cfg.model, cfg.lora, data.task, data.num_labels,
+                             tokenizer.pad_token_id)
+    handle = attach(peft_model, cfg.dropout)  # before DDP: patches the model in place
+    model = ray.train.torch.prepare_model(peft_model)
+    loader, sampler = build_train_loader(train_ds, cfg.optim.batch_size, tokenizer.pad_token_id,
+                                         cfg.seed, rank, world_size)
+    steps_per_epoch = len(loader)
+    total_steps = step_budget(cfg.optim, steps_per_epoch)
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, round(cfg.optim.warmup_ratio * total_steps), total_steps)
+
+    # Resume: a run with this name that already reported a checkpoint continues from it.
+    step = 0
+    seed_everything(cfg.seed + rank)  # different dropout masks on each worker
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            step = load_checkpoint(Path(folder), peft_model, optimizer, scheduler, rank)
+        if rank == 0:
+            print(f"resuming at step {step} of {total_steps}", file=sys.stderr, flush=True)
+
+    # Fit.
+    eval_batch_size = cfg.optim.eval_batch_size or cfg.optim.batch_size
+    loss_sum = consistency_sum = tokens = batches = 0.0
+    started = time.perf_counter()
+    while step < total_steps:
+        epoch = step // steps_per_epoch
+        sampler.set_epoch(epoch)
+        batches_done = step - epoch * steps_per_epoch  # skip what the checkpoint already saw
+        for index, batch in enumerate(loader):
+            if index < batches_done:
+                continue
+            model.train()
+            out = compute_loss(model, batch, handle, data.task)
+            out.loss.backward()
+            if cfg.optim.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            loss_sum += out.task_loss.item()
+            consistency_sum += out.consistency_loss.item()
+            tokens += batch["attention_mask"].sum().item()
+            batches += 1
+            if not is_eval_step(step, total_steps, steps_per_epoch, cfg.optim.eval_every):
+                continue
+
+            # Evaluate and report: every worker takes part (report is a barrier).
+            elapsed = time.perf_counter() - started
+            loss_sum, consistency_sum, tokens, batches = sum_across_workers(
+                [loss_sum, consistency_sum, tokens, batches])
+            metrics = {
+                "step": step,
+                "epoch": step / steps_per_epoch,
+                "train_loss": loss_sum / batches,
+                "train_consistency_loss": consistency_sum / batches,
+                **evaluate(peft_model, eval_ds, data.task, data.num_labels, tokenizer,
+                           eval_batch_size, cfg.generation, rank, world_size),
+                "lr": scheduler.get_last_lr()[0],
+                "tokens_per_s": tokens / elapsed,
+                "world_size": world_size,
+            }
+            with tempfile.TemporaryDirectory() as folder:
+                save_checkpoint(Path(folder), peft_model, optimizer, scheduler, step, rank)
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),
+                                 checkpoint_dir_name=f"checkpoint_step{step:07d}")
+            if rank == 0:
+                # stderr: stdout stays for results (`hk-tune train --json` ends with JSON).
+                print(format_progress(metrics, total_steps), file=sys.stderr, flush=True)
+            loss_sum = consistency_sum = tokens = batches = 0.0
+            started = time.perf_counter()
+            if step >= total_steps:
+                break
+    handle.remove()

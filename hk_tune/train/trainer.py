@@ -1,0 +1,109 @@
+"""Running a `RunConfig` on Ray Train: check it, build the `TorchTrainer`, fit, collect results.
+
+This is the driver side; `loop.train_fn_per_worker` is what the workers run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hk_tune.train.run_config import RunConfig
+
+if TYPE_CHECKING:
+    from ray.train.torch import TorchTrainer
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished run left behind.
+
+    Attributes:
+        metrics: the last reported metrics (step, train_loss, eval_*, lr, tokens_per_s, ...).
+        history: every evaluation's metrics in step order (the train/eval curves).
+        path: the run's folder under storage_path.
+        checkpoint: the latest checkpoint's folder (LoRA adapter + trainer state), if persisted.
+    """
+
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    path: str | None = None
+    checkpoint: str | None = None
+
+
+def check(cfg: RunConfig) -> None:
+    """Fails fast, before Ray starts: the model loads its config and has LoRA targets, and the
+    data source loads and matches the task.
+
+    Raises:
+        ConfigError: naming the key and what is wrong.
+    """
+    from hk_tune.train.data import load_task
+    from hk_tune.train.model import check_model
+
+    check_model(cfg.model, cfg.lora)
+    load_task(cfg.data)
+
+
+def storage_folder(cfg: RunConfig) -> Path:
+    """Absolute, since Ray workers run in their own working directories."""
+    return Path(cfg.storage_path).expanduser().resolve()
+
+
+def build_trainer(cfg: RunConfig) -> TorchTrainer:
+    """The `TorchTrainer` for `cfg`: its workers run `train_fn_per_worker(cfg.to_dict())`.
+
+    The run is named by `cfg.name` (never a timestamp), so fitting the same name again resumes
+    from that run's latest checkpoint.
+    """
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from hk_tune.train.loop import train_fn_per_worker
+
+    # Ray Train routes workers' print() through its logger, which also leaks text that libraries
+    # capture from stdout (dill's disassembly inside `datasets` fingerprinting) and prints each
+    # line twice; plain stdout/stderr forwarding is enough. Ray propagates this to the workers.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    scaling = cfg.scaling
+    resources = {"CPU": scaling.cpus_per_worker}
+    if scaling.use_gpu:
+        resources["GPU"] = scaling.gpus_per_worker or 1
+    return TorchTrainer(
+        train_fn_per_worker,
+        train_loop_config=cfg.to_dict(),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=scaling.num_workers,
+            use_gpu=scaling.use_gpu,
+            resources_per_worker=resources if scaling.num_workers > 0 else None,
+        ),
+        run_config=ray.train.RunConfig(
+            name=cfg.name,
+            storage_path=str(storage_folder(cfg)),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+        ),
+    )
+
+
+def fit(cfg: RunConfig) -> RunResult:
+    """Trains `cfg` on Ray Train and returns the final metrics and the curves.
+
+    With `scaling.num_workers: 0` the loop runs in this process (Ray Train's local mode):
+    nothing is persisted, so only the last metrics come back and there is no resume.
+    """
+    result = build_trainer(cfg).fit()
+    history = []
+    if result.metrics_dataframe is not None:
+        rows = result.metrics_dataframe.to_dict("records")
+        history = sorted((_clean(row) for row in rows), key=lambda row: row.get("step", 0))
+    metrics = _clean(result.metrics or (history[-1] if history else {}))
+    checkpoint = result.checkpoint.path if result.checkpoint and result.path else None
+    return RunResult(metrics=metrics, history=history or ([metrics] if metrics else []),
+                     path=result.path, checkpoint=checkpoint)
+
+
+def _clean(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Plain Python numbers: the metrics dataframe gives numpy scalars."""
+    return {k: v.item() if hasattr(v, "item") else v for k, v in metrics.items()}

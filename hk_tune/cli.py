@@ -1,0 +1,138 @@
+"""The `hk-tune` command: one entry point, one subcommand per job.
+
+    hk-tune train CONFIG [key=value ...] [--json]
+
+Bad input (config, overrides, model, data) is reported as one line naming the file, the key and
+what is allowed, with exit status 2, before Ray starts. Training progress goes to stderr; stdout
+holds the summary, and with `--json` its last line is the final metrics as a JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from hk_tune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hk_tune.train.run_config import RunConfig
+    from hk_tune.train.trainer import RunResult
+
+EXIT_BAD_INPUT = 2
+EXIT_TRAINING_FAILED = 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs `hk-tune` with `argv` (default: the process's arguments); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.command_fn(args)
+    except ConfigError as error:
+        print(f"hk-tune: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, one subparser per command."""
+    parser = argparse.ArgumentParser(
+        prog="hk-tune",
+        description="Find the best dropout configuration for LoRA finetuning.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = commands.add_parser(
+        "train",
+        help="finetune one LoRA run on Ray Train",
+        description="Finetune one LoRA run on Ray Train. Reusing a run's name continues it "
+        "from its latest checkpoint.",
+    )
+    train.add_argument("config", help="run config YAML (e.g. hk_tune/configs/quickstart.yaml)")
+    train.add_argument(
+        "overrides", nargs="*", metavar="key=value",
+        help="dotted overrides, e.g. optim.max_steps=50 dropout.preset=hiddenkey",
+    )
+    train.add_argument(
+        "--json", action="store_true", help="end with the final metrics as one JSON line"
+    )
+    train.set_defaults(command_fn=train_command)
+    return parser
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """`hk-tune train`: validate everything, fit on Ray Train, print the curves and a summary."""
+    from hk_tune.train.run_config import load_run_config
+    from hk_tune.train.trainer import check, fit, storage_folder
+
+    cfg = load_run_config(args.config, args.overrides)
+    try:
+        check(cfg)
+    except ConfigError as error:
+        raise ConfigError(f"{args.config}: {error}") from None
+
+    # Library progress bars drown the per-evaluation lines; Ray workers inherit these.
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    print(describe(cfg), flush=True)
+    run_folder = storage_folder(cfg) / cfg.name
+    if run_folder.exists():
+        print(f"continuing run {cfg.name!r} from its latest checkpoint in {run_folder} "
+              "(set name=... to start a new run)", flush=True)
+
+    import ray.train
+
+    try:
+        result = fit(cfg)
+    except ray.train.TrainingFailedError as error:
+        print(f"hk-tune: training failed: {error}", file=sys.stderr)
+        return EXIT_TRAINING_FAILED
+    print(summarize(result))
+    if args.json:
+        print(json.dumps(result.metrics, sort_keys=True))
+    return 0
+
+
+def describe(cfg: RunConfig) -> str:
+    """One line saying what is about to run."""
+    from hk_tune.dropout import PRESETS
+
+    preset = next((name for name, spec in PRESETS.items() if spec == cfg.dropout), None)
+    dropout = preset or "custom (" + ", ".join(
+        f"{p} {cfg.dropout.position(p).pattern} {cfg.dropout.position(p).rate:g}"
+        for p in cfg.dropout.active_positions
+    ) + f"; consistency {cfg.dropout.consistency})"
+    optim = cfg.optim
+    budget = f"{optim.max_steps} steps" if optim.max_steps else f"{optim.epochs or 1:g} epochs"
+    workers = cfg.scaling.num_workers or "in-process"
+    return (f"run {cfg.name!r}: {cfg.model.name} + LoRA r={cfg.lora.rank} on {cfg.data.source}, "
+            f"dropout {dropout}, {budget} of batch {optim.batch_size}, workers {workers}")
+
+
+def summarize(result: RunResult) -> str:
+    """The curves (one row per evaluation) and where the run's files are."""
+    rows = result.history or [result.metrics]
+    columns = ["step", "epoch", "train_loss", "eval_loss"] + sorted(
+        key for key in rows[-1] if key.startswith("eval_") and key != "eval_loss"
+    )
+    widths = [max(len(c), 8) for c in columns]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    for row in rows:
+        cells = [_format(row.get(c)) for c in columns]
+        lines.append("  ".join(cell.rjust(w) for cell, w in zip(cells, widths, strict=True)))
+    if result.path:
+        lines.append(f"run folder: {result.path}")
+    if result.checkpoint:
+        lines.append(f"latest checkpoint (LoRA adapter + trainer state): {result.checkpoint}")
+    return "\n".join(lines)
+
+
+def _format(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "-" if value is None else str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""What the parent run's plots show, as plain data; `plots.py` draws them as PNG and HTML.
+
+Keeping the data apart from the drawing means the PNG and the interactive HTML of a plot can
+never disagree, and each builder reads as the question it answers.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+POSITIONS = ("attn_logits", "attn_weights", "ffn_hidden", "input", "output")
+# The paper's names for each position, used in titles (DESIGN.md 2.1).
+METHODS = {
+    "attn_logits": "DropKey",
+    "attn_weights": "DropAttention",
+    "ffn_hidden": "HiddenCut",
+    "input": "input dropout",
+    "output": "output dropout",
+}
+
+
+@dataclass
+class Series:
+    """One line, set of bars or reference line in a panel.
+
+    kind: "line" (markers joined in x order), "barh" (horizontal bars, x = values, y = labels)
+    or "hline" (a dashed reference at y[0] across the panel).
+    """
+
+    label: str
+    x: list[Any]
+    y: list[Any]
+    kind: str = "line"
+    hover: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Panel:
+    """One set of axes. `x_from_zero`: the x axis starts at 0 (rates); `integer_x`: x ticks are
+    whole numbers (steps)."""
+
+    title: str
+    xlabel: str
+    ylabel: str
+    series: list[Series]
+    x_from_zero: bool = False
+    integer_x: bool = False
+
+
+@dataclass
+class Figure:
+    """A plot to write as `<name>.png` and `<name>.html`."""
+
+    name: str
+    title: str
+    panels: list[Panel]
+
+
+def importances(values: dict[str, float]) -> Figure | None:
+    """Parameter importances (Optuna's fANOVA, computed by the search), largest on top."""
+    ranked = sorted(((k, float(v)) for k, v in values.items() if _finite(v)), key=lambda kv: kv[1])
+    if not ranked:
+        return None
+    names, scores = [k for k, _ in ranked], [v for _, v in ranked]
+    panel = Panel("", "importance (fANOVA)", "parameter", [Series("importance", scores, names,
+                                                                     kind="barh")])
+    return Figure("importances", "Which parameters mattered", [panel])
+
+
+def metric_vs_rate(
+    results: list[dict[str, Any]], metric: str, mode: str, baseline_trial_id: str | None
+) -> Figure | None:
+    """The metric against the dropout rate, one panel per position and one line per pattern,
+    like the paper's Figure 4; the baseline trial is a dashed line in every panel.
+
+    Where several trials share a rate, the line goes through the best of them.
+    """
+    scored = [r for r in results if _finite(r.get("metric"))]
+    baseline = next((r for r in scored if r.get("trial_id") == baseline_trial_id), None)
+    panels = []
+    for position in POSITIONS:
+        by_pattern: dict[str, dict[float, dict[str, Any]]] = {}
+        for row in scored:
+            rate = _number(row.get(f"{position}.rate"))
+            if rate <= 0:
+                continue
+            pattern = str(row.get(f"{position}.pattern") or "element")
+            best = by_pattern.setdefault(pattern, {})
+            key = float(f"{rate:.3g}")
+            if key not in best or _better(row["metric"], best[key]["metric"], mode):
+                best[key] = row
+        if not by_pattern:
+            continue
+        series = []
+        for pattern, rows in sorted(by_pattern.items()):
+            rates = sorted(rows)
+            series.append(Series(
+                pattern, rates, [float(rows[r]["metric"]) for r in rates],
+                hover=[str(rows[r].get("name") or rows[r].get("trial_id")) for r in rates],
+            ))
+        if baseline is not None:
+            series.append(Series("baseline", [], [float(baseline["metric"])], kind="hline"))
+        panels.append(Panel(f"{position} ({METHODS[position]})", "rate", metric, series,
+                            x_from_zero=True))
+    if not panels:
+        return None
+    return Figure("metric_vs_rate", f"{metric} against dropout rate", panels)
+
+
+def curves(
+    histories: dict[str, list[dict[str, Any]]],
+    metric: str,
+    best_trial_id: str | None,
+    baseline_trial_id: str | None,
+    names: dict[str, str],
+) -> Figure | None:
+    """Train loss, eval loss and the metric per step: the best trial against the baseline."""
+    picked = [
+        (role, trial) for role, trial in (("best", best_trial_id), ("baseline", baseline_trial_id))
+        if trial is not None and histories.get(trial)
+    ]
+    if len(picked) == 2 and picked[0][1] == picked[1][1]:
+        picked = picked[:1]  # the baseline won: one line, not two on top of each other
+    panels = []
+    for key in dict.fromkeys(("train_loss", "eval_loss", metric)):
+        series = []
+        for role, trial in picked:
+            points = [
+                (row.get("step", index + 1), row[key])
+                for index, row in enumerate(histories[trial])
+                if _finite(row.get(key))
+            ]
+            if points:
+                name = names.get(trial, trial)
+                label = role if name == role else f"{role}: {name}"
+                series.append(Series(label, [p[0] for p in points], [float(p[1]) for p in points]))
+        if series:
+            panels.append(Panel(key, "step", key, series, integer_x=True))
+    if not panels:
+        return None
+    return Figure("curves", "Best trial against the baseline", panels)
+
+
+def _better(a: float, b: float, mode: str) -> bool:
+    return a > b if mode == "max" else a < b
+
+
+def _finite(value: Any) -> bool:
+    return (
+        isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    )
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value) if value is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0

@@ -1,0 +1,424 @@
+"""One search as MLflow runs: a parent run per search, a child run per trial (DESIGN.md 4).
+
+The search calls `SearchTracker` from its Ray Tune callback:
+
+    tracker = SearchTracker(tracking_uri)         # default: ./mlflow.db + ./mlartifacts
+    tracker.check()                               # TrackingError before any training
+    tracker.start_search(name, space_file, fixed, seed)
+    tracker.trial_started(trial_id, params)       # child run, named `hiddenkey r=0.1/0.05 λ=1`
+    tracker.trial_metrics(trial_id, metrics, step)
+    tracker.trial_finished(trial_id, "completed" | "stopped" | "errored", reason)
+    tracker.confirmation_run(trial_id, seed, params, history, final)
+    tracker.finish_search(results, best_config, metric, mode, importances, histories, ...)
+    tracker.gaps()                                # what an outage kept out, one line each
+
+After `check`, no method raises into the search: each MLflow call goes through an
+`OutageGuard`, which records what failed and retries it once in `finish_search`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from hk_tune.tracking import entities, reports
+from hk_tune.tracking.entities import flat, now_ms
+from hk_tune.tracking.names import run_name
+from hk_tune.tracking.outage import OutageGuard
+from hk_tune.tracking.plots import draw_search_plots
+from hk_tune.tracking.provenance import provenance_tags
+from hk_tune.tracking.store import (
+    TrackingError,
+    check_reachable,
+    is_remote,
+    local_artifact_root,
+    resolve_tracking_uri,
+    use_short_http_timeouts,
+)
+
+log = logging.getLogger(__name__)
+
+PARENT = "mlflow.parentRunId"
+# hk_tune's trial status -> MLflow's run status.
+STATUSES = {"completed": "FINISHED", "stopped": "KILLED", "errored": "FAILED"}
+
+
+class SearchTracker:
+    """Logs one search to MLflow; see the module docstring for the call order.
+
+    Args:
+        tracking_uri: where to log; None picks `MLFLOW_TRACKING_URI` or the local sqlite store.
+        experiment: the MLflow experiment holding the search's runs (created when missing).
+    """
+
+    def __init__(self, tracking_uri: str | None = None, experiment: str = "hk_tune"):
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self.experiment = experiment
+        if is_remote(self.tracking_uri):
+            use_short_http_timeouts()
+        self.parent_run_id: str | None = None
+        self._guard = OutageGuard(self.tracking_uri)
+        self._client_: Any = None
+        self._experiment_id: str | None = None
+        self._fixed: dict[str, str] = {}
+        self._runs: dict[str, str] = {}  # trial id -> child run id
+        self._names: dict[str, str] = {}  # trial id -> run name
+        self._waiting: set[str] = set()  # trials whose child run is queued, not yet created
+
+    # -- start -------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raises `TrackingError` naming the URI, within seconds, if the store does not answer."""
+        check_reachable(self.tracking_uri)
+
+    def start_search(
+        self,
+        name: str,
+        space_file: str | None,
+        fixed: dict[str, Any],
+        seed: int,
+        tags: dict[str, str] | None = None,
+    ) -> str:
+        """Creates the parent run of a search; raises `TrackingError` if that fails.
+
+        Args:
+            name: the run name of the search.
+            space_file: the search-space YAML, logged as an artifact.
+            fixed: settings every trial shares, logged as params (nested keys dotted) and
+                added to every child's params.
+            seed: the search seed, tag `hk_tune.seed`.
+            tags: extra tags for the parent run.
+
+        Returns:
+            The parent run id.
+        """
+        run_tags = {"hk_tune.kind": "search", **provenance_tags(seed), **(tags or {})}
+        self._fixed = dict(flat(fixed))
+        try:
+            client = self._client()
+            run = client.create_run(self._experiment(), tags=run_tags, run_name=name)
+            self.parent_run_id = run.info.run_id
+            self._log_params(self.parent_run_id, self._fixed)
+            if space_file:
+                client.log_artifact(self.parent_run_id, space_file)
+        except TrackingError:
+            raise
+        except Exception as error:
+            raise TrackingError(f"could not start the search's MLflow run in "
+                                f"{self.tracking_uri}: {_one_line(error)}") from None
+        return self.parent_run_id
+
+    def attach_search(self, parent_run_id: str) -> None:
+        """Continues an existing parent run (for `hk-tune resume`): its children are reused."""
+        try:
+            client = self._client()
+            parent = client.get_run(parent_run_id)
+            self._experiment_id = parent.info.experiment_id
+            self.parent_run_id = parent_run_id
+            self._fixed = dict(parent.data.params)
+            for child in self._children(trials_only=True):
+                trial_id = child.data.tags["hk_tune.trial_id"]
+                self._runs[trial_id] = child.info.run_id
+                self._names[trial_id] = child.info.run_name
+            client.update_run(parent_run_id, status="RUNNING")
+        except Exception as error:
+            raise TrackingError(f"could not resume MLflow run {parent_run_id} in "
+                                f"{self.tracking_uri}: {_one_line(error)}") from None
+
+    # -- trials ------------------------------------------------------------------------------
+
+    def trial_started(self, trial_id: str, params: dict[str, Any], name: str | None = None) -> str:
+        """Creates the trial's child run, or reuses the one a resumed or retried trial made.
+
+        Args:
+            trial_id: Tune's trial id, tag `hk_tune.trial_id`.
+            params: the trial's flat dropout keys and training settings, logged as params on
+                top of the search's fixed settings.
+            name: the run name; default `run_name(params)`.
+
+        Returns:
+            The child run id, or "" when the store is unreachable (the run is created on retry).
+        """
+        self._parent()
+        self._names[trial_id] = name or run_name(params)
+        values = {**self._fixed, **dict(flat(params))}
+        run_id = self._guard.call(f"start of trial {trial_id}",
+                                  lambda: self._open_trial(trial_id, values))
+        if run_id is None:
+            self._waiting.add(trial_id)
+        return run_id or ""
+
+    def trial_metrics(self, trial_id: str, metrics: dict[str, Any], step: int) -> None:
+        """Logs a trial's metrics at `step`; values that are not numbers are ignored."""
+        batch = entities.metrics(metrics, step, now_ms())
+        if batch:
+            self._on_trial(trial_id, f"metrics of trial {trial_id} at step {step}",
+                           lambda run_id: self._client().log_batch(run_id, metrics=batch))
+
+    def trial_finished(self, trial_id: str, status: str, reason: str | None = None) -> None:
+        """Ends a trial's run.
+
+        Args:
+            trial_id: Tune's trial id.
+            status: "completed" (run FINISHED), "stopped" (early-stopped by the scheduler, run
+                KILLED) or "errored" (run FAILED, `reason` in tag `hk_tune.error`).
+            reason: why it errored.
+        """
+        if status not in STATUSES:
+            raise ValueError(f"status {status!r} is not one of {sorted(STATUSES)}")
+        tags = {"hk_tune.status": status}
+        if reason:
+            tags["hk_tune.error"] = reason[-entities.MAX_VALUE:]  # a traceback's end says most
+        end_ms = now_ms()
+
+        def end(run_id: str) -> None:
+            self._client().log_batch(run_id, tags=entities.tags(tags))
+            self._client().set_terminated(run_id, status=STATUSES[status], end_time=end_ms)
+
+        self._on_trial(trial_id, f"end of trial {trial_id} ({status})", end)
+
+    def confirmation_run(
+        self,
+        confirms_trial_id: str,
+        seed: int,
+        params: dict[str, Any],
+        history: list[dict[str, Any]],
+        final: dict[str, Any],
+    ) -> str:
+        """Logs one seed-confirmation run of a trial as a child of the search.
+
+        Args:
+            confirms_trial_id: the trial it repeats (tags `hk_tune.confirms`, `.confirms_run`).
+            seed: the seed of this repetition (tag `hk_tune.seed`, param `seed`).
+            params: the configuration, as for `trial_started`.
+            history: one dict of metrics per evaluation, with the step in `step` (or
+                `training_iteration`; else its position, from 1).
+            final: the final metrics, logged at the last step.
+
+        Returns:
+            The run id, or "" when the store is unreachable (logged on retry).
+        """
+        self._parent()
+        name = f"{run_name(params)} seed={seed}"
+        values = {**self._fixed, **dict(flat(params)), "seed": str(seed)}
+        now = now_ms()
+        rows = [(entities.step_of(row, index), row) for index, row in enumerate(history)]
+        batch = [m for step, row in rows
+                 for m in entities.metrics(row, step, now, skip=entities.STEP_KEYS)]
+        # One millisecond later, so that where the history has the same key at the same step,
+        # MLflow shows the final value as the run's latest.
+        batch += entities.metrics(final, max((step for step, _ in rows), default=0), now + 1)
+
+        def log() -> str:
+            client = self._client()
+            found = self._children(
+                {"hk_tune.confirms": confirms_trial_id, "hk_tune.seed": str(seed)}
+            )
+            if found and found[0].info.status == "FINISHED":
+                return found[0].info.run_id  # logged in full before a resume
+            tags = {PARENT: self._parent(), "hk_tune.kind": "confirmation",
+                    "hk_tune.confirms": confirms_trial_id, "hk_tune.seed": str(seed),
+                    "hk_tune.status": "completed"}
+            if confirms_trial_id in self._runs:
+                tags["hk_tune.confirms_run"] = self._runs[confirms_trial_id]
+            run_id = (found[0].info.run_id if found
+                      else client.create_run(self._experiment(), tags=tags,
+                                             run_name=name).info.run_id)
+            self._log_params(run_id, values)
+            for chunk in entities.chunks(batch, entities.METRIC_BATCH):
+                client.log_batch(run_id, metrics=chunk)
+            client.set_terminated(run_id, status="FINISHED")
+            return run_id
+
+        return self._guard.call(f"confirmation of {confirms_trial_id} seed {seed}", log) or ""
+
+    # -- end ---------------------------------------------------------------------------------
+
+    def finish_search(
+        self,
+        results: list[dict[str, Any]],
+        best_config: dict[str, Any],
+        metric: str,
+        mode: str,
+        importances: dict[str, float] | None = None,
+        histories: dict[str, list[dict[str, Any]]] | None = None,
+        baseline_trial_id: str | None = None,
+        best_trial_id: str | None = None,
+        confirmation: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """Logs the search's artifacts and summary to the parent run and ends it.
+
+        Calls that failed during the search are retried once here, first.
+
+        Args:
+            results: one dict per trial, best first (trial_id, name, status, params..., metric,
+                steps, time_s).
+            best_config: the winning configuration, written as best_config.yaml.
+            metric: the metric's name; mode: "max" or "min".
+            importances: parameter -> fANOVA importance, plotted as importances.png/.html.
+            histories: trial id -> per-step metric dicts, for curves.png/.html.
+            baseline_trial_id: the trial with every dropout off, drawn in the plots.
+            best_trial_id: the winner; default the first of `results`.
+            confirmation: the seed-confirmation summary, written as confirmation.yaml.
+
+        Returns:
+            The artifact paths that reached the parent run.
+        """
+        parent = self._parent()
+        self._guard.retry()
+        names = {**self._names, **{r["trial_id"]: r["name"] for r in results if r.get("name")}}
+        # Rows without a name get the run's, so the table reads like the UI.
+        results = [{**r, "name": r.get("name") or names.get(r.get("trial_id"), "")}
+                   for r in results]
+        best_trial_id = best_trial_id or (results[0].get("trial_id") if results else None)
+        best = next((r for r in results if r.get("trial_id") == best_trial_id), None)
+        logged: list[str] = []
+        with tempfile.TemporaryDirectory(prefix="hk_tune_artifacts_") as tmp:
+            folder = Path(tmp)
+            files = [reports.write_results(folder / "results.csv", results, metric, self._runs),
+                     reports.write_best_config(folder / "best_config.yaml", best_config, best,
+                                               metric, mode, self._runs)]
+            if confirmation:
+                files.append(reports.write_yaml(folder / "confirmation.yaml", confirmation))
+            drawn, failed = draw_search_plots(
+                folder, results, metric, mode, importances or {}, histories or {},
+                best_trial_id, baseline_trial_id, names,
+            )
+            files += drawn
+            for plot, error in failed.items():  # a plot never costs the search its results
+                self._guard.lost(f"plot {plot}", _one_line(error))
+            for path in files:
+                self._guard.call(f"artifact {path.name}", self._artifact(parent, path, logged))
+            summary = reports.summary(results, best, metric, mode, self._runs, confirmation,
+                                      [path.name for path in files])
+            self._guard.call("summary of the search", lambda: self._summarize(parent, *summary))
+            self._guard.retry()  # the end's own failures get their one retry too
+            lines = self._guard.lines()
+            if lines:
+                self._report_gaps(parent, folder, lines, logged)
+        return logged
+
+    def gaps(self) -> list[str]:
+        """What could not be logged when it happened (outage), one line each, with its fate."""
+        return self._guard.lines()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _client(self) -> Any:
+        if self._client_ is None:
+            from mlflow import MlflowClient
+
+            self._client_ = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client_
+
+    def _parent(self) -> str:
+        if self.parent_run_id is None:
+            raise RuntimeError("call start_search or attach_search first")
+        return self.parent_run_id
+
+    def _experiment(self) -> str:
+        if self._experiment_id is not None:
+            return self._experiment_id
+        client = self._client()
+        found = client.get_experiment_by_name(self.experiment)
+        if found is None:
+            root = local_artifact_root(self.tracking_uri)
+            try:
+                # A sqlite store keeps artifacts in a folder beside it, not in MLflow's ./mlruns.
+                folder = root / entities.key_of(self.experiment).replace("/", "_") if root else None
+                self._experiment_id = client.create_experiment(
+                    self.experiment, artifact_location=folder.as_uri() if folder else None
+                )
+                return self._experiment_id
+            except Exception:  # created meanwhile by another search on the same store
+                found = client.get_experiment_by_name(self.experiment)
+                if found is None:
+                    raise
+        if found.lifecycle_stage == "deleted":
+            raise TrackingError(f"MLflow experiment {self.experiment!r} in {self.tracking_uri} "
+                                "is deleted; restore it in the UI or pick another experiment")
+        self._experiment_id = found.experiment_id
+        return self._experiment_id
+
+    def _children(self, tags: Mapping[str, str] | None = None, trials_only: bool = False) -> list:
+        terms = [f"tags.`{PARENT}` = '{self._parent()}'"]
+        terms += [f"tags.`{key}` = '{value}'" for key, value in (tags or {}).items()]
+        runs, token = [], None
+        while True:
+            page = self._client().search_runs(
+                [self._experiment()], " AND ".join(terms), max_results=1000, page_token=token
+            )
+            runs += [r for r in page if not trials_only or "hk_tune.trial_id" in r.data.tags]
+            token = page.token
+            if not token:
+                return runs
+
+    def _open_trial(self, trial_id: str, params: dict[str, str]) -> str:
+        client = self._client()
+        run_id = self._runs.get(trial_id)
+        if run_id is None:
+            found = self._children({"hk_tune.trial_id": trial_id})
+            run_id = found[0].info.run_id if found else None
+        if run_id is None:
+            tags = {PARENT: self._parent(), "hk_tune.kind": "trial", "hk_tune.trial_id": trial_id,
+                    "hk_tune.status": "running"}
+            run_id = client.create_run(self._experiment(), tags=tags,
+                                       run_name=self._names[trial_id]).info.run_id
+            self._log_params(run_id, params)
+        else:  # a resumed or retried trial: same run, running again, only new params added
+            run = client.get_run(run_id)
+            client.update_run(run_id, status="RUNNING")
+            client.set_tag(run_id, "hk_tune.status", "running")
+            if "hk_tune.error" in run.data.tags:
+                client.delete_tag(run_id, "hk_tune.error")
+            self._log_params(run_id, {k: v for k, v in params.items() if k not in run.data.params})
+        self._runs[trial_id] = run_id
+        self._waiting.discard(trial_id)
+        return run_id
+
+    def _on_trial(self, trial_id: str, what: str, fn: Callable[[str], object]) -> None:
+        """Runs `fn(run_id)` for a trial; queues it while the trial's run is still queued."""
+        if trial_id not in self._runs and trial_id not in self._waiting:
+            # Never started here (e.g. it failed before Tune reported its start): a bare run.
+            self.trial_started(trial_id, {}, name=trial_id)
+        if trial_id in self._runs:
+            self._guard.call(what, lambda: fn(self._runs[trial_id]))
+        else:
+            self._guard.defer(what, "its trial's run is not created yet",
+                              lambda: fn(self._runs[trial_id]))
+
+    def _log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        for chunk in entities.chunks(entities.params(params), entities.BATCH):
+            self._client().log_batch(run_id, params=chunk)
+
+    def _artifact(self, run_id: str, path: Path, logged: list[str]) -> Callable[[], None]:
+        def log_one() -> None:
+            self._client().log_artifact(run_id, str(path))
+            logged.append(path.name)
+
+        return log_one
+
+    def _summarize(self, parent: str, tags: dict[str, str], metrics: dict[str, Any]) -> None:
+        client = self._client()
+        for chunk in entities.chunks(entities.tags(tags), entities.BATCH):
+            client.log_batch(parent, tags=chunk)
+        client.log_batch(parent, metrics=entities.metrics(metrics, 0, now_ms()))
+        client.set_terminated(parent, status="FINISHED")
+
+    def _report_gaps(self, parent: str, folder: Path, lines: list[str], logged: list[str]) -> None:
+        # Best effort and not queued: this is the report of what the queue could not do.
+        path = folder / "tracking_gaps.txt"
+        path.write_text("\n".join(lines) + "\n")
+        try:
+            self._client().set_tag(parent, "hk_tune.tracking_gaps", str(len(lines)))
+            self._client().log_artifact(parent, str(path))
+            logged.append(path.name)
+        except Exception as error:
+            log.warning("could not log the tracking gaps: %s", _one_line(error))
+
+
+def _one_line(error: object) -> str:
+    return " ".join(str(error).split())[:300]

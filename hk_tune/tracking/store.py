@@ -1,0 +1,106 @@
+"""Where runs go: the tracking URI, the local artifact folder, and whether the store answers.
+
+The embedded default is a sqlite store `mlflow.db` with artifacts in `mlartifacts/`, both in
+the working directory; `--tracking-uri` or `MLFLOW_TRACKING_URI` points at a remote server.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hk_tune.errors import ConfigError
+
+# Short HTTP timeouts and one retry for a remote server: MLflow's defaults (120 s, 7 retries
+# with exponential backoff) would stall every trial for minutes during an outage. urllib3's
+# first retry is immediate, so a refused connection costs milliseconds. Users' values win.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
+# How long `check` waits for a remote server before calling it unreachable.
+CHECK_TIMEOUT_S = 5.0
+
+
+class TrackingError(ConfigError):
+    """The tracking store cannot be used; raised before any training starts."""
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """Picks the tracking URI: `uri` if given, else `MLFLOW_TRACKING_URI`, else the local store.
+
+    Returns:
+        The URI; the local default is `sqlite:///<cwd>/mlflow.db` (artifacts in
+        `<cwd>/mlartifacts`, see `local_artifact_root`).
+    """
+    if uri:
+        return uri
+    from_env = os.environ.get("MLFLOW_TRACKING_URI")
+    if from_env:
+        return from_env
+    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def is_remote(uri: str) -> bool:
+    """True for a tracking server reached over HTTP(S)."""
+    return uri.startswith(("http://", "https://"))
+
+
+def local_artifact_root(uri: str) -> Path | None:
+    """The artifact folder beside a sqlite store (`<db folder>/mlartifacts`), else None."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.endswith(":memory:"):
+        return None
+    database = Path(uri[len(prefix):].split("?", 1)[0])
+    return database.resolve().parent / "mlartifacts"
+
+
+def use_short_http_timeouts() -> None:
+    """Sets `HTTP_DEFAULTS` in the environment where the user has not set them."""
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def check_reachable(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> None:
+    """Raises `TrackingError` naming `uri` unless the store answers within about `timeout_s`.
+
+    A remote server must answer its `/health` endpoint and then the tracking API (which catches
+    a wrong address that happens to serve something, or missing credentials); a local sqlite
+    store must open, which creates it on first use.
+    """
+    if is_remote(uri):
+        _check_health(uri, timeout_s)
+    try:
+        from mlflow import MlflowClient
+
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as error:  # any failure here means the store is unusable
+        raise TrackingError(_unreachable(uri, error)) from None
+
+
+def _check_health(uri: str, timeout_s: float) -> None:
+    # urllib rather than MLflow's client: MLflow would retry with backoff, and the point here is
+    # to fail within seconds, before any training.
+    import urllib.error
+    import urllib.request
+
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            if response.status != 200:
+                raise TrackingError(_unreachable(uri, f"GET {url} returned {response.status}"))
+    except urllib.error.HTTPError as error:
+        raise TrackingError(_unreachable(uri, f"GET {url} returned {error.code}")) from None
+    except OSError as error:  # refused, timed out, unknown host
+        raise TrackingError(_unreachable(uri, getattr(error, "reason", error))) from None
+
+
+def _unreachable(uri: str, reason: object) -> str:
+    text = " ".join(str(reason).split())  # one line, whatever the library put in it
+    if len(text) > 300:
+        text = text[:300] + "…"
+    return (
+        f"MLflow tracking store {uri} is unreachable ({text}); start it, or pass "
+        "--tracking-uri / set MLFLOW_TRACKING_URI to one that answers"
+    )

@@ -132,6 +132,14 @@ def _rejected(error: Exception) -> bool:
     return getattr(error, "error_code", None) in _REJECTED
 
 
+# Root causes worth naming instead of the library's nested message.
+_CAUSES = (("Connection refused", "connection refused"), ("timed out", "timed out"),
+           ("Name or service not known", "unknown host"), ("Max retries exceeded", "no answer"))
+
+
 def _one_line(error: object, limit: int = 200) -> str:
     text = " ".join(str(error).split())
+    for marker, cause in _CAUSES:
+        if marker in text:
+            return cause
     return text if len(text) <= limit else text[:limit] + "…"

@@ -42,6 +42,9 @@ from hk_tune.tracking.store import (
 log = logging.getLogger(__name__)
 
 PARENT = "mlflow.parentRunId"
+# Without this tag MLflow 3's UI opens a new experiment on its GenAI (traces) overview; with it,
+# on the runs table, which is what a search is compared in.
+EXPERIMENT_KIND = "mlflow.experimentKind"
 # hk_tune's trial status -> MLflow's run status.
 STATUSES = {"completed": "FINISHED", "stopped": "KILLED", "errored": "FAILED"}
 
@@ -301,6 +304,19 @@ class SearchTracker:
                 self._report_gaps(parent, folder, lines, logged)
         return logged
 
+    @property
+    def experiment_id(self) -> str | None:
+        """The id of the experiment holding the search, once a search is started or attached."""
+        return self._experiment_id
+
+    @property
+    def parent_url(self) -> str | None:
+        """The parent run's page on a remote server's UI (None for a local store or no search)."""
+        if self.parent_run_id is None or not is_remote(self.tracking_uri):
+            return None
+        base = self.tracking_uri.rstrip("/")
+        return f"{base}/#/experiments/{self._experiment_id}/runs/{self.parent_run_id}"
+
     def gaps(self) -> list[str]:
         """What could not be logged when it happened (outage), one line each, with its fate."""
         return self._guard.lines()
@@ -330,7 +346,8 @@ class SearchTracker:
                 # A sqlite store keeps artifacts in a folder beside it, not in MLflow's ./mlruns.
                 folder = root / entities.key_of(self.experiment).replace("/", "_") if root else None
                 self._experiment_id = client.create_experiment(
-                    self.experiment, artifact_location=folder.as_uri() if folder else None
+                    self.experiment, artifact_location=folder.as_uri() if folder else None,
+                    tags={EXPERIMENT_KIND: "custom_model_development"},
                 )
                 return self._experiment_id
             except Exception:  # created meanwhile by another search on the same store

@@ -18,6 +18,8 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    # MLflow prints a "View run" link for every run it ends; hk_tune prints the search's own.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 # How long `check` waits for a remote server before calling it unreachable.
 CHECK_TIMEOUT_S = 5.0

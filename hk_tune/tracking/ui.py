@@ -66,9 +66,16 @@ def serve_ui(
     return process
 
 
-def ui_url(host: str = "127.0.0.1", port: int = 5000) -> str:
-    """The address to open in a browser."""
-    return f"http://{host}:{port}"
+def ui_url(host: str = "127.0.0.1", port: int = 5000, experiment_id: str | None = None) -> str:
+    """The address to open in a browser; with `experiment_id`, that experiment's runs table.
+
+    MLflow 3's UI opens experiments in its GenAI (traces) view unless told otherwise, hence
+    `workflowType=machine_learning` in the link.
+    """
+    base = f"http://{host}:{port}"
+    if experiment_id is None:
+        return base
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def stop_ui(process: subprocess.Popen, timeout_s: float = 10.0) -> None:
@@ -91,6 +98,8 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
 
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As uvicorn binds: connections of a server just stopped (TIME_WAIT) do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:

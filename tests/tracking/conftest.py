@@ -1,4 +1,4 @@
-"""A real `mlflow server` on loopback, started through `serve_ui` like `hk-tune ui` starts it."""
+"""Real `mlflow server` processes on loopback, started through `serve_ui` as `hk-tune ui` does."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import tiny_search
 
-from hk_tune.tracking import serve_ui, stop_ui
+from hk_tune.tracking import SearchTracker, serve_ui, stop_ui
 
 
 def free_port() -> int:
@@ -59,4 +60,30 @@ def start_server(tmp_path):
 
     yield start
     for server in started:
+        server.stop()
+
+
+@dataclass
+class LoggedSearch:
+    server: Server
+    parent_id: str
+    experiment_id: str
+    artifacts: list[str]
+    gaps: list[str]
+
+
+@pytest.fixture(scope="session")
+def logged_server(tmp_path_factory):
+    """One server holding the tiny search, logged over HTTP; shared because a server costs
+    seconds to start and the tests only read from it."""
+    folder = tmp_path_factory.mktemp("logged_server")
+    server = Server(folder, free_port()).start()
+    space = folder / "space.yaml"
+    space.write_text(tiny_search.SPACE)
+    tracker = SearchTracker(server.uri)
+    try:
+        tracker.check()
+        parent, artifacts = tiny_search.drive(tracker, str(space))
+        yield LoggedSearch(server, parent, tracker.experiment_id, artifacts, tracker.gaps())
+    finally:
         server.stop()

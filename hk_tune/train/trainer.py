@@ -83,6 +83,9 @@ def build_trainer(cfg: RunConfig) -> TorchTrainer:
             name=cfg.name,
             storage_path=str(storage_folder(cfg)),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            # The loop prints one line per evaluation; Ray Train's INFO lines repeat each
+            # report's metrics and checkpoint path. Warnings and errors still show.
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
     )
 

@@ -68,6 +68,11 @@ def test_a_few_steps(tiny_run, architecture, task, dropout):
         assert metrics["train_consistency_loss"] >= 0.0
 
 
+def test_beam_search_generation(tiny_run):
+    metrics = run(tiny_run("llama", "causal_lm", generation={"num_beams": 3, "max_new_tokens": 3}))
+    assert 0.0 <= metrics["eval_bleu"] <= 100.0 and 0.0 <= metrics["eval_rouge_l"] <= 100.0
+
+
 def test_same_seed_same_metrics(tiny_run):
     raw = tiny_run("roberta", "classification", dropout="hiddenkey", optim={"max_steps": 6})
     first, second = run(raw), run(raw)

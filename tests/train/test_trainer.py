@@ -32,6 +32,13 @@ def test_trainer_is_built_from_the_config(tiny_run):
     assert RunConfig.from_dict(trainer.train_loop_config) == cfg
 
 
+def test_gpu_workers_reserve_gpus(tiny_run):
+    scaling = {"num_workers": 2, "use_gpu": True, "gpus_per_worker": 0.5}
+    trainer = build_trainer(RunConfig.from_dict(tiny_run(scaling=scaling)))
+    assert trainer.scaling_config.use_gpu
+    assert trainer.scaling_config.resources_per_worker == {"CPU": 1.0, "GPU": 0.5}
+
+
 def test_one_worker_matches_in_process_and_checkpoints_the_adapter(tiny_run):
     raw = tiny_run("bert", "pair", dropout="hiddenkey", scaling=ONE_WORKER, name="one")
     result = fit(RunConfig.from_dict(raw))

@@ -4,8 +4,8 @@ A call that fails because the store is away (refused, timed out, 5xx) is recorde
 queued; `retry` runs each queued call once more, at the end of the search, so a server that came
 back gets the missing data. A call the server rejects (bad value, missing run) is recorded and
 dropped: sending it again would be rejected again. After an outage error the guard stops calling
-the store for `cooldown_s` and queues directly, so a server that hangs costs one timeout, not one
-per metric.
+the store for `cooldown_s` (doubling while it stays away) and queues directly, so a server that
+hangs costs one timeout now and then, not one per metric.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ _REJECTED = {
     "PERMISSION_DENIED",
     "UNAUTHENTICATED",
 }
+_MAX_QUIET_S = 300.0
 # During the final retry, give up on the rest after this many outage errors in a row: the
 # server is still away and each try could cost a full timeout.
 _RETRY_GIVE_UP_AFTER = 3
@@ -61,6 +62,7 @@ class OutageGuard:
         self.cooldown_s = cooldown_s
         self._gaps: list[Gap] = []
         self._quiet_until = 0.0
+        self._quiet_s = cooldown_s  # doubles while the store stays away, up to _MAX_QUIET_S
 
     def call(self, what: str, fn: Callable[[], T]) -> T | None:
         """Runs `fn` now; on failure records a gap, queues `fn` if worth retrying, returns None.
@@ -74,10 +76,12 @@ class OutageGuard:
             self._gaps.append(Gap(what, "store unreachable, not tried", fn))
             return None
         try:
-            return fn()
+            result = fn()
         except Exception as error:  # never into the search: record and go on
             self._record(what, error, fn)
             return None
+        self._quiet_s = self.cooldown_s
+        return result
 
     def defer(self, what: str, reason: str, fn: Callable[[], object]) -> None:
         """Queues `fn` without trying it, e.g. because the run it logs to is not created yet."""
@@ -121,7 +125,10 @@ class OutageGuard:
             log.warning("MLflow rejected %s: %s", what, _one_line(error))
             return
         self._gaps.append(Gap(what, _one_line(error), fn))
-        self._quiet_until = time.monotonic() + self.cooldown_s
+        # A server that hangs costs a full HTTP timeout per try: try less often the longer it
+        # stays away, so the search's event loop is held up rarely.
+        self._quiet_until = time.monotonic() + self._quiet_s
+        self._quiet_s = min(2 * self._quiet_s, _MAX_QUIET_S)
         log.warning(
             "MLflow store %s unreachable (%s); queuing %s and later calls for a retry at the end",
             self.where, _one_line(error), what,

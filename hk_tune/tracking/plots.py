@@ -146,9 +146,13 @@ def _plotly_html(figure: Figure, path: Path) -> None:
         plot.update_xaxes(title_text=panel.xlabel, row=row, col=col,
                           rangemode="tozero" if panel.x_from_zero else "normal")
         plot.update_yaxes(title_text=panel.ylabel, row=row, col=col)
-    plot.update_layout(title_text=figure.title, height=420 * rows, width=480 * cols)
-    # plotly.js is embedded so the page works offline and inside the MLflow UI's viewer.
-    plot.write_html(path, include_plotlyjs=True, full_html=True)
+    # Width follows the window: the MLflow UI shows the page in a pane narrower than the screen.
+    plot.update_layout(title_text=figure.title, height=420 * rows + 60, autosize=True,
+                       legend={"orientation": "h", "yanchor": "top", "y": -0.18})
+    # plotly.js is embedded (4.6 MB) because the MLflow UI shows HTML artifacts from a blob URL,
+    # from which neither a sibling script file nor, offline, a CDN can be loaded.
+    plot.write_html(path, include_plotlyjs=True, full_html=True, default_width="100%",
+                    config={"responsive": True})
 
 
 def _static_html(figure: Figure, png: Path, path: Path) -> None:

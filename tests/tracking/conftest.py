@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -44,6 +46,12 @@ class Server:
         if self.process is not None:
             stop_ui(self.process)
             self.process = None
+
+    def kill(self) -> None:
+        """Crashes the server: SIGKILL to the process group `serve_ui` started it in."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self.process = None
 
 
 @pytest.fixture

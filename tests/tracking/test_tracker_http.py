@@ -26,7 +26,7 @@ def test_outage_during_a_search_loses_nothing(start_server, tmp_path):
     parent = tiny_search.start(tracker, str(space))
     tiny_search.run_trial(tracker, "hk_00000")
 
-    server.stop()  # the server goes away mid-search
+    server.kill()  # the server crashes mid-search
     started = time.monotonic()
     tiny_search.run_trial(tracker, "base_00001")
     tiny_search.run_trial(tracker, "da_00002")
@@ -41,7 +41,6 @@ def test_outage_during_a_search_loses_nothing(start_server, tmp_path):
     gaps = tracker.gaps()
     assert any("start of trial base_00001" in g for g in gaps)
     assert all(g.endswith("logged on retry") for g in gaps), gaps
-    print("\n".join(gaps))
     tiny_search.check_logged(server.uri, parent)
 
     from mlflow import MlflowClient

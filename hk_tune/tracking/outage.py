@@ -105,7 +105,7 @@ class OutageGuard:
                 fn()
             except Exception as error:
                 outages_in_a_row += 0 if _rejected(error) else 1
-                gap.outcome = f"lost: retry failed ({_one_line(error)})"
+                gap.outcome = f"lost: retry failed ({one_line(error)})"
             else:
                 outages_in_a_row = 0
                 gap.outcome = "logged on retry"
@@ -121,17 +121,17 @@ class OutageGuard:
 
     def _record(self, what: str, error: Exception, fn: Callable[[], object]) -> None:
         if _rejected(error):
-            self._gaps.append(Gap(what, _one_line(error), None, "rejected by the store, dropped"))
-            log.warning("MLflow rejected %s: %s", what, _one_line(error))
+            self._gaps.append(Gap(what, one_line(error), None, "rejected by the store, dropped"))
+            log.warning("MLflow rejected %s: %s", what, one_line(error))
             return
-        self._gaps.append(Gap(what, _one_line(error), fn))
+        self._gaps.append(Gap(what, one_line(error), fn))
         # A server that hangs costs a full HTTP timeout per try: try less often the longer it
         # stays away, so the search's event loop is held up rarely.
         self._quiet_until = time.monotonic() + self._quiet_s
         self._quiet_s = min(2 * self._quiet_s, _MAX_QUIET_S)
         log.warning(
             "MLflow store %s unreachable (%s); queuing %s and later calls for a retry at the end",
-            self.where, _one_line(error), what,
+            self.where, one_line(error), what,
         )
 
 
@@ -144,7 +144,8 @@ _CAUSES = (("Connection refused", "connection refused"), ("timed out", "timed ou
            ("Name or service not known", "unknown host"), ("Max retries exceeded", "no answer"))
 
 
-def _one_line(error: object, limit: int = 200) -> str:
+def one_line(error: object, limit: int = 200) -> str:
+    """An error as one short line: its root cause when it is a known one, else its text."""
     text = " ".join(str(error).split())
     for marker, cause in _CAUSES:
         if marker in text:

@@ -18,6 +18,7 @@ After `check`, no method raises into the search: each MLflow call goes through a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from collections.abc import Callable, Mapping
@@ -27,14 +28,14 @@ from typing import Any
 from hk_tune.tracking import entities, reports
 from hk_tune.tracking.entities import flat, now_ms
 from hk_tune.tracking.names import run_name
-from hk_tune.tracking.outage import OutageGuard
+from hk_tune.tracking.outage import OutageGuard, one_line
 from hk_tune.tracking.plots import draw_search_plots
 from hk_tune.tracking.provenance import provenance_tags
 from hk_tune.tracking.store import (
     TrackingError,
     check_reachable,
+    experiment_for,
     is_remote,
-    local_artifact_root,
     resolve_tracking_uri,
     use_short_http_timeouts,
 )
@@ -42,9 +43,6 @@ from hk_tune.tracking.store import (
 log = logging.getLogger(__name__)
 
 PARENT = "mlflow.parentRunId"
-# Without this tag MLflow 3's UI opens a new experiment on its GenAI (traces) overview; with it,
-# on the runs table, which is what a search is compared in.
-EXPERIMENT_KIND = "mlflow.experimentKind"
 # hk_tune's trial status -> MLflow's run status.
 STATUSES = {"completed": "FINISHED", "stopped": "KILLED", "errored": "FAILED"}
 
@@ -100,8 +98,8 @@ class SearchTracker:
         """
         run_tags = {"hk_tune.kind": "search", **provenance_tags(seed), **(tags or {})}
         self._fixed = dict(flat(fixed))
+        client = self._client()
         try:
-            client = self._client()
             run = client.create_run(self._experiment(), tags=run_tags, run_name=name)
             self.parent_run_id = run.info.run_id
             self._log_params(self.parent_run_id, self._fixed)
@@ -110,8 +108,11 @@ class SearchTracker:
         except TrackingError:
             raise
         except Exception as error:
+            if self.parent_run_id is not None:  # no half-made search left RUNNING in the UI
+                with contextlib.suppress(Exception):
+                    client.set_terminated(self.parent_run_id, status="FAILED")
             raise TrackingError(f"could not start the search's MLflow run in "
-                                f"{self.tracking_uri}: {_one_line(error)}") from None
+                                f"{self.tracking_uri}: {one_line(error)}") from None
         return self.parent_run_id
 
     def attach_search(self, parent_run_id: str) -> None:
@@ -129,7 +130,7 @@ class SearchTracker:
             client.update_run(parent_run_id, status="RUNNING")
         except Exception as error:
             raise TrackingError(f"could not resume MLflow run {parent_run_id} in "
-                                f"{self.tracking_uri}: {_one_line(error)}") from None
+                                f"{self.tracking_uri}: {one_line(error)}") from None
 
     # -- trials ------------------------------------------------------------------------------
 
@@ -292,7 +293,7 @@ class SearchTracker:
             )
             files += drawn
             for plot, error in failed.items():  # a plot never costs the search its results
-                self._guard.lost(f"plot {plot}", _one_line(error))
+                self._guard.lost(f"plot {plot}", one_line(error))
             for path in files:
                 self._guard.call(f"artifact {path.name}", self._artifact(parent, path, logged))
             summary = reports.summary(results, best, metric, mode, self._runs, confirmation,
@@ -336,28 +337,9 @@ class SearchTracker:
         return self.parent_run_id
 
     def _experiment(self) -> str:
-        if self._experiment_id is not None:
-            return self._experiment_id
-        client = self._client()
-        found = client.get_experiment_by_name(self.experiment)
-        if found is None:
-            root = local_artifact_root(self.tracking_uri)
-            try:
-                # A sqlite store keeps artifacts in a folder beside it, not in MLflow's ./mlruns.
-                folder = root / entities.key_of(self.experiment).replace("/", "_") if root else None
-                self._experiment_id = client.create_experiment(
-                    self.experiment, artifact_location=folder.as_uri() if folder else None,
-                    tags={EXPERIMENT_KIND: "custom_model_development"},
-                )
-                return self._experiment_id
-            except Exception:  # created meanwhile by another search on the same store
-                found = client.get_experiment_by_name(self.experiment)
-                if found is None:
-                    raise
-        if found.lifecycle_stage == "deleted":
-            raise TrackingError(f"MLflow experiment {self.experiment!r} in {self.tracking_uri} "
-                                "is deleted; restore it in the UI or pick another experiment")
-        self._experiment_id = found.experiment_id
+        if self._experiment_id is None:
+            self._experiment_id = experiment_for(self._client(), self.experiment,
+                                                 self.tracking_uri)
         return self._experiment_id
 
     def _children(self, tags: Mapping[str, str] | None = None, trials_only: bool = False) -> list:
@@ -434,8 +416,5 @@ class SearchTracker:
             self._client().log_artifact(parent, str(path))
             logged.append(path.name)
         except Exception as error:
-            log.warning("could not log the tracking gaps: %s", _one_line(error))
+            log.warning("could not log the tracking gaps: %s", one_line(error))
 
-
-def _one_line(error: object) -> str:
-    return " ".join(str(error).split())[:300]

@@ -7,7 +7,9 @@ the working directory; `--tracking-uri` or `MLFLOW_TRACKING_URI` points at a rem
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 from hk_tune.errors import ConfigError
 
@@ -21,6 +23,9 @@ HTTP_DEFAULTS = {
     # MLflow prints a "View run" link for every run it ends; hk_tune prints the search's own.
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
+# Without this experiment tag MLflow 3's UI opens an experiment on its GenAI (traces) overview;
+# with it, on the runs table, where a search is compared.
+EXPERIMENT_KIND = "mlflow.experimentKind"
 # How long `check` waits for a remote server before calling it unreachable.
 CHECK_TIMEOUT_S = 5.0
 
@@ -56,6 +61,34 @@ def local_artifact_root(uri: str) -> Path | None:
         return None
     database = Path(uri[len(prefix):].split("?", 1)[0])
     return database.resolve().parent / "mlartifacts"
+
+
+def experiment_for(client: Any, name: str, uri: str) -> str:
+    """The id of experiment `name`, created when missing.
+
+    A new experiment on a sqlite store keeps its artifacts in `<db folder>/mlartifacts/<name>`
+    rather than MLflow's `./mlruns`, and every experiment is tagged as model development (see
+    `EXPERIMENT_KIND`) unless it already says what it is.
+    """
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        root = local_artifact_root(uri)
+        folder = root / re.sub(r"[^\w.\- ]", "_", name) if root else None
+        try:
+            return client.create_experiment(
+                name, artifact_location=folder.as_uri() if folder else None,
+                tags={EXPERIMENT_KIND: "custom_model_development"},
+            )
+        except Exception:  # created meanwhile by another search on the same store
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    if found.lifecycle_stage == "deleted":
+        raise TrackingError(f"MLflow experiment {name!r} in {uri} is deleted; restore it in the "
+                            "UI or pick another experiment")
+    if EXPERIMENT_KIND not in found.tags:
+        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND, "custom_model_development")
+    return found.experiment_id
 
 
 def use_short_http_timeouts() -> None:

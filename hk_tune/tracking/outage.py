@@ -115,10 +115,6 @@ class OutageGuard:
         """One line per call that did not land when made, with what became of it."""
         return [gap.line() for gap in self._gaps]
 
-    @property
-    def pending(self) -> int:
-        return sum(gap.call is not None for gap in self._gaps)
-
     def _record(self, what: str, error: Exception, fn: Callable[[], object]) -> None:
         if _rejected(error):
             self._gaps.append(Gap(what, one_line(error), None, "rejected by the store, dropped"))

@@ -23,8 +23,9 @@ HTTP_DEFAULTS = {
     # MLflow prints a "View run" link for every run it ends; hk_tune prints the search's own.
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
-# Without this experiment tag MLflow 3's UI opens an experiment on its GenAI (traces) overview;
-# with it, on the runs table, where a search is compared.
+# MLflow 3 sorts experiments into GenAI and model development and asks about untagged ones;
+# ours are model development. (What opens the runs table rather than the GenAI overview is the
+# link's `workflowType=machine_learning`, see `ui.ui_url`.)
 EXPERIMENT_KIND = "mlflow.experimentKind"
 # How long `check` waits for a remote server before calling it unreachable.
 CHECK_TIMEOUT_S = 5.0
@@ -67,7 +68,7 @@ def experiment_for(client: Any, name: str, uri: str) -> str:
     """The id of experiment `name`, created when missing.
 
     A new experiment on a sqlite store keeps its artifacts in `<db folder>/mlartifacts/<name>`
-    rather than MLflow's `./mlruns`, and every experiment is tagged as model development (see
+    rather than MLflow's `./mlruns`; an experiment is tagged as model development (see
     `EXPERIMENT_KIND`) unless it already says what it is.
     """
     found = client.get_experiment_by_name(name)

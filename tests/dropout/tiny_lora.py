@@ -8,8 +8,8 @@ import torch
 
 def build(arch: str, layers: int = 2, num_labels: int = 2):
     """A task model per architecture with LoRA on query/value, plus a padded batch."""
-    from conftest import tiny_config
     from peft import LoraConfig, get_peft_model
+    from tiny_configs import tiny_config
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     torch.manual_seed(0)

@@ -82,3 +82,10 @@ def test_resume_continues_at_the_saved_step(tiny_run):
     assert steps == [2, 4, 6, 8]  # continued at 4; a restart from 0 would report 2 and 4 again
     assert second.history[:2] == first.history
     assert second.metrics["step"] == 8 and math.isfinite(second.metrics["eval_loss"])
+
+
+def test_refitting_a_finished_run_trains_nothing(tiny_run):
+    raw = tiny_run("llama", "regression", name="finished", scaling=ONE_WORKER)
+    first = fit(RunConfig.from_dict(raw))
+    again = fit(RunConfig.from_dict(raw))  # the checkpoint is at the budget: no new reports
+    assert again.history == first.history and again.metrics == first.metrics

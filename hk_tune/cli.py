@@ -1,6 +1,11 @@
 """The `hk-tune` command: one entry point, one subcommand per job.
 
     hk-tune train CONFIG [key=value ...] [--json]
+    hk-tune search SPACE [key=value ...] [--address ADDR] [--tracking-uri URI] [--json]
+    hk-tune resume PATH [--json]
+    hk-tune best PATH [--json]
+    hk-tune show SPACE [key=value ...] [-n N]
+    hk-tune ui [--tracking-uri URI] [--host 127.0.0.1] [--port 5000]
 
 Bad input (config, overrides, model, data) is reported as one line naming the file, the key and
 what is allowed, with exit status 2, before Ray starts. Training progress goes to stderr; stdout
@@ -34,6 +39,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"hk-tune: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as error:
+        from hk_tune.tracking import TrackingError
+
+        if isinstance(error, TrackingError):  # the store does not answer: nothing trained yet
+            print(f"hk-tune: error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="end with the final metrics as one JSON line"
     )
     train.set_defaults(command_fn=train_command)
+    add_search_commands(commands)
     return parser
 
 
@@ -132,6 +145,13 @@ def _format(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return "-" if value is None else str(value)
+
+
+def add_search_commands(commands) -> None:
+    """The subcommands of `hk_tune.search_cli`: search, resume, best, show, ui."""
+    from hk_tune.search_cli import add_commands
+
+    add_commands(commands)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,7 @@ def ray_session():
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     os.environ.setdefault("RAY_TRAIN_METRICS_ENABLED", "0")
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")  # reused Tune actors (hk_tune.search.tuner)
     ray.init(num_cpus=2)
     yield
     ray.shutdown()

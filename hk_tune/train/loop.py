@@ -1,8 +1,9 @@
 """The per-worker training loop: build -> fit -> evaluate, in one function with its helpers above.
 
-`train_fn_per_worker` is what every Ray Train worker runs. It takes a plain dict
-(`RunConfig.to_dict()`), builds typed objects at the edge, and touches Ray through
-`prepare_model`, `prepare_data_loader`, `get_context`, `get_checkpoint` and `report` only.
+`train_fn_per_worker` is what every Ray Train worker runs; `run_loop` is the loop itself, which a
+search also runs inside a Ray Tune trial (see `hk_tune.train.session`). It takes a plain dict
+(`RunConfig.to_dict()`), builds typed objects at the edge, and touches Ray through its session's
+`prepare_model`, `prepare_data_loader`, `world`, `get_checkpoint` and `report` only.
 Each evaluation reports metrics with a checkpoint holding the LoRA adapter (never the base
 model) plus optimizer, scheduler, step and RNG state, so a run with the same name continues at
 the saved step with the same data order and dropout masks.
@@ -54,23 +55,23 @@ def is_eval_step(step: int, total: int, steps_per_epoch: int, eval_every: int | 
 
 
 def build_train_loader(dataset, batch_size: int, pad_token_id: int, seed: int, rank: int,
-                       world_size: int):
+                       world_size: int, session=None):
     """A shuffled loader over this worker's shard of the training set.
 
     The order comes from a DistributedSampler seeded with the run's seed and reseeded per epoch
     with `set_epoch`, on one worker as on many: it depends on (seed, epoch) alone, so a resumed
     run sees the same batches as an uninterrupted one.
     """
-    import ray.train.torch
     from torch.utils.data import DataLoader, DistributedSampler
 
     from hk_tune.train.data import collate
+    from hk_tune.train.session import TrainSession
 
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
                                  seed=seed)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                         collate_fn=functools.partial(collate, pad_token_id=pad_token_id))
-    return ray.train.torch.prepare_data_loader(loader), sampler
+    return (session or TrainSession()).prepare_data_loader(loader), sampler
 
 
 def model_inputs(batch: dict, device) -> dict[str, torch.Tensor]:
@@ -209,37 +210,80 @@ def format_progress(metrics: dict[str, Any], total: int) -> str:
     return "  ".join(shown)
 
 
+def build_inputs(cfg, session):
+    """Tokenizer, task data, tokenized splits and the LoRA model for `cfg`.
+
+    A session that caches (a reused Tune actor) loads the tokenizer, data and base model once
+    per process; each run then gets a deep copy of the base model whose new task head is drawn
+    afresh from the current RNG, so runs with different seeds start from different heads.
+    """
+    from hk_tune.train.data import load_task, tokenize
+    from hk_tune.train.model import add_lora, load_model, load_tokenizer
+    from hk_tune.train.session import fresh_copy
+
+    tokenizer = session.reuse(("tokenizer", cfg.model), lambda: load_tokenizer(cfg.model))
+    data = session.reuse(("data", cfg.data), lambda: load_task(cfg.data))
+    train_ds, eval_ds = session.reuse(
+        ("tokenized", cfg.model, cfg.data),
+        lambda: tokenize(data, tokenizer, cfg.data.max_length))
+    args = (cfg.model, data.task, data.num_labels, tokenizer.pad_token_id)
+    if not session.cache_models:
+        return tokenizer, data, train_ds, eval_ds, add_lora(load_model(*args), cfg.lora,
+                                                            data.task)
+    base, new_keys = session.reuse(("model", *args), lambda: load_model(*args, new_keys=True))
+    base = fresh_copy(base)
+    reset_new_weights(base, new_keys)
+    return tokenizer, data, train_ds, eval_ds, add_lora(base, cfg.lora, data.task)
+
+
+def reset_new_weights(model, names: list[str]) -> None:
+    """Draws the weights that the checkpoint did not hold (the new task head) again, as BERT-style
+    heads are initialized: normal(0, initializer_range), biases 0."""
+    import torch
+
+    std = getattr(model.config, "initializer_range", 0.02)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name in names:
+            if name in params:
+                param = params[name]
+                param.zero_() if name.endswith("bias") else param.normal_(0.0, std)
+
+
 def train_fn_per_worker(config: dict) -> None:
     """Finetunes a LoRA adapter on one worker of a Ray Train run.
 
     Args:
         config: `RunConfig.to_dict()`.
     """
-    import ray.train
-    import ray.train.torch
+    from hk_tune.train.session import TrainSession
+
+    run_loop(config, TrainSession())
+
+
+def run_loop(config: dict, session) -> None:
+    """Build -> fit -> evaluate for one run, reporting every evaluation through `session`.
+
+    Args:
+        config: `RunConfig.to_dict()`.
+        session: a `hk_tune.train.session` session: a Ray Train worker or a Tune trial.
+    """
     import torch
     from transformers import get_linear_schedule_with_warmup
 
     from hk_tune.dropout import attach, compute_loss
-    from hk_tune.train.data import load_task, tokenize
-    from hk_tune.train.model import build_model, load_tokenizer
     from hk_tune.train.run_config import RunConfig
 
     cfg = RunConfig.from_dict(config, where="train_fn_per_worker config")
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
+    rank, world_size = session.world()
 
     # Build: same seed on every worker, so the new head and the LoRA init agree before DDP.
     seed_everything(cfg.seed)
-    tokenizer = load_tokenizer(cfg.model)
-    data = load_task(cfg.data)
-    train_ds, eval_ds = tokenize(data, tokenizer, cfg.data.max_length)
-    peft_model = build_model(cfg.model, cfg.lora, data.task, data.num_labels,
-                             tokenizer.pad_token_id)
+    tokenizer, data, train_ds, eval_ds, peft_model = build_inputs(cfg, session)
     handle = attach(peft_model, cfg.dropout)  # before DDP: patches the model in place
-    model = ray.train.torch.prepare_model(peft_model)
+    model = session.prepare_model(peft_model)
     loader, sampler = build_train_loader(train_ds, cfg.optim.batch_size, tokenizer.pad_token_id,
-                                         cfg.seed, rank, world_size)
+                                         cfg.seed, rank, world_size, session)
     steps_per_epoch = len(loader)
     total_steps = step_budget(cfg.optim, steps_per_epoch)
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
@@ -250,7 +294,7 @@ def train_fn_per_worker(config: dict) -> None:
     # Resume: a run with this name that already reported a checkpoint continues from it.
     step = 0
     seed_everything(cfg.seed + rank)  # different dropout masks on each worker
-    checkpoint = ray.train.get_checkpoint()
+    checkpoint = session.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             step = load_checkpoint(Path(folder), peft_model, optimizer, scheduler, rank)
@@ -301,8 +345,7 @@ def train_fn_per_worker(config: dict) -> None:
             }
             with tempfile.TemporaryDirectory() as folder:
                 save_checkpoint(Path(folder), peft_model, optimizer, scheduler, step, rank)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),
-                                 checkpoint_dir_name=f"checkpoint_step{step:07d}")
+                session.report(metrics, Path(folder), f"checkpoint_step{step:07d}")
             if rank == 0:
                 # stderr: stdout stays for results (`hk-tune train --json` ends with JSON).
                 print(format_progress(metrics, total_steps), file=sys.stderr, flush=True)

@@ -179,8 +179,9 @@ def load_tokenizer(settings: ModelSettings) -> PreTrainedTokenizerBase:
 
 
 def load_model(
-    settings: ModelSettings, task: str, num_labels: int, pad_token_id: int
-) -> PreTrainedModel:
+    settings: ModelSettings, task: str, num_labels: int, pad_token_id: int,
+    new_keys: bool = False,
+) -> PreTrainedModel | tuple[PreTrainedModel, list[str]]:
     """Loads the pretrained model with the head `task` needs.
 
     Args:
@@ -189,6 +190,8 @@ def load_model(
         num_labels: classes for classification (ignored otherwise).
         pad_token_id: the tokenizer's pad id; sequence classification on decoder-only models
             finds each row's last token through it.
+        new_keys: also return the names of the weights the checkpoint did not hold (the new
+            task head), which a cached copy draws afresh per run.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -202,15 +205,25 @@ def load_model(
         "pad_token_id": pad_token_id,
     }
     path = resolve_model_path(settings.name)
+    if new_keys:
+        kwargs["output_loading_info"] = True
     if task == "causal_lm":
-        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        return _loaded(AutoModelForCausalLM.from_pretrained(path, **kwargs))
     if task == "regression":
         kwargs.update(num_labels=1, problem_type="regression")
     elif task == "classification":
         kwargs.update(num_labels=num_labels, problem_type="single_label_classification")
     else:
         raise ConfigError(f"task: {task!r} is not allowed; allowed: {list(TASK_TYPES)}")
-    return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    return _loaded(AutoModelForSequenceClassification.from_pretrained(path, **kwargs))
+
+
+def _loaded(loaded):
+    """The model, or (model, missing keys) when `from_pretrained` gave its loading info."""
+    if isinstance(loaded, tuple):
+        model, info = loaded
+        return model, list(info.get("missing_keys", []))
+    return loaded
 
 
 def add_lora(model: PreTrainedModel, lora: LoraSettings, task: str) -> PeftModel:

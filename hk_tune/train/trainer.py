@@ -52,11 +52,12 @@ def storage_folder(cfg: RunConfig) -> Path:
     return Path(cfg.storage_path).expanduser().resolve()
 
 
-def build_trainer(cfg: RunConfig) -> TorchTrainer:
+def build_trainer(cfg: RunConfig, callbacks: list | None = None) -> TorchTrainer:
     """The `TorchTrainer` for `cfg`: its workers run `train_fn_per_worker(cfg.to_dict())`.
 
     The run is named by `cfg.name` (never a timestamp), so fitting the same name again resumes
-    from that run's latest checkpoint.
+    from that run's latest checkpoint. `callbacks` are Ray Train callbacks (a search passes
+    Tune's `TuneReportCallback`).
     """
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -86,6 +87,7 @@ def build_trainer(cfg: RunConfig) -> TorchTrainer:
             # The loop prints one line per evaluation; Ray Train's INFO lines repeat each
             # report's metrics and checkpoint path. Warnings and errors still show.
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
+            callbacks=callbacks,
         ),
     )
 

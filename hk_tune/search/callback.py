@@ -1,0 +1,50 @@
+"""The Ray Tune callback that mirrors a search's trials into MLflow through `SearchTracker`.
+
+It runs in the Tune driver: a child run when a trial starts, its metrics at every evaluation,
+and its end as completed, stopped (by ASHA) or errored with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune import Callback
+
+from hk_tune.search.space import Space
+
+
+class TrackingCallback(Callback):
+    """Logs each trial of a search to the tracker's parent run.
+
+    Args:
+        tracker: a started (or attached) `hk_tune.tracking.SearchTracker`.
+        space: the search space, which turns a trial's sampled config into flat params.
+    """
+
+    def __init__(self, tracker, space: Space):
+        self.tracker = tracker
+        self.space = space
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its run config (and so its callbacks) into the experiment's state; the
+        # tracker holds a live MLflow client, and `hk-tune resume` attaches a fresh one.
+        return {"tracker": None, "space": self.space}
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        from ray.tune.utils import flatten_dict
+
+        params = self.space.trial_params(flatten_dict(trial.config, delimiter="/"))
+        self.tracker.trial_started(trial.trial_id, params)
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict,
+                        **info: Any) -> None:
+        step = result.get("step", result.get("training_iteration", 0))
+        self.tracker.trial_metrics(trial.trial_id, result, int(step))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        done = bool((trial.last_result or {}).get("done"))
+        self.tracker.trial_finished(trial.trial_id, "completed" if done else "stopped")
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        reason = str(getattr(trial, "error_message", None) or trial.error_file or "error")
+        self.tracker.trial_finished(trial.trial_id, "errored", reason)

@@ -1,0 +1,103 @@
+"""Seed confirmation: the top-k configurations (and the baseline) re-run with N seeds, the winner
+chosen by the median (the paper reports the median of 5 seeds; one lucky seed is the commonest
+way a search misleads).
+
+The search's own trial counts as the first seed; seeds `seed + 1 ... seed + N - 1` run as a
+second Tune experiment (`confirm/` in the search folder, resumable) on the same executor.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from hk_tune.search.space import Space
+
+CONFIRM_FOLDER = "confirm"
+
+
+def candidates(space: Space, rows: list[dict], baseline_id: str | None) -> list[dict]:
+    """The top-k completed trials, plus the baseline trial when it is not among them."""
+    done = [row for row in rows if row["status"] == "completed"]
+    picked = done[:space.confirm_top_k]
+    baseline = next((row for row in rows if row["trial_id"] == baseline_id), None)
+    if baseline is not None and baseline not in picked and baseline["status"] == "completed":
+        picked.append(baseline)
+    return picked
+
+
+def extra_seeds(space: Space) -> list[int]:
+    return [space_seed(space) + i for i in range(1, space.confirm_seeds)]
+
+
+def space_seed(space: Space) -> int:
+    return int(space.fixed.get("seed", 0))
+
+
+def confirm(space: Space, picked: list[dict], run_experiment) -> list[dict]:
+    """Runs every picked configuration with the extra seeds.
+
+    Args:
+        picked: ranked rows (with `sampled` params) to confirm.
+        run_experiment: (param_space, folder name) -> ResultGrid; the search's Tune runner.
+
+    Returns:
+        One dict per run: confirms (trial id), seed, metric value, history, final metrics.
+    """
+    import ray.tune
+
+    seeds = extra_seeds(space)
+    if not picked or not seeds:
+        return []
+    grid = ray.tune.grid_search([row["sampled"] for row in picked])
+    results = run_experiment({"params": grid, "seed": ray.tune.grid_search(seeds)},
+                             CONFIRM_FOLDER)
+    by_params = {repr(sorted(row["sampled"].items())): row["trial_id"] for row in picked}
+    runs = []
+    for result in results:
+        config = result.config or {}
+        frame = result.metrics_dataframe
+        history = [] if frame is None else frame.to_dict("records")
+        runs.append({
+            "confirms": by_params.get(repr(sorted(config.get("params", {}).items()))),
+            "seed": config.get("seed"),
+            "value": (result.metrics or {}).get(space.metric),
+            "history": [{k: v for k, v in row.items() if isinstance(v, (int, float))}
+                        for row in history],
+            "final": {k: v for k, v in (result.metrics or {}).items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool)},
+        })
+    return runs
+
+
+def summarize(space: Space, picked: list[dict], runs: list[dict],
+              baseline_id: str | None) -> dict[str, Any]:
+    """Median and spread per confirmed configuration; the winner is the best median."""
+    rows = []
+    for row in picked:
+        values = [row["metric"]] + [run["value"] for run in runs
+                                    if run["confirms"] == row["trial_id"]
+                                    and run["value"] is not None]
+        rows.append({"trial_id": row["trial_id"], "name": row["name"],
+                     "seeds": [space_seed(space)] + extra_seeds(space)[:len(values) - 1],
+                     "values": values, "median": statistics.median(values),
+                     "min": min(values), "max": max(values),
+                     "is_baseline": row["trial_id"] == baseline_id})
+    sign = -1 if space.mode == "max" else 1
+    candidates_only = [r for r in rows if not r["is_baseline"]] or rows
+    winner = min(candidates_only, key=lambda r: sign * r["median"])
+    baseline = next((r for r in rows if r["is_baseline"]), None)
+    return {"metric": space.metric, "mode": space.mode, "seeds": space.confirm_seeds,
+            "configurations": rows, "winner": winner, "baseline": baseline}
+
+
+def format_confirmation(summary: dict[str, Any]) -> str:
+    """The confirmed configurations with median and spread, the baseline beside them."""
+    lines = [f"seed confirmation: median of {summary['seeds']} seeds of {summary['metric']}"]
+    for row in summary["configurations"]:
+        mark = "baseline" if row["is_baseline"] else (
+            "winner" if row["trial_id"] == summary["winner"]["trial_id"] else "")
+        values = " ".join(f"{v:.4f}" for v in row["values"])
+        lines.append(f"  {row['name']:<40} median {row['median']:.4f}  "
+                     f"[{row['min']:.4f}, {row['max']:.4f}]  ({values})  {mark}".rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,94 @@
+"""What runs one trial: the Ray Tune function trainable and the two executors behind it.
+
+- `inprocess`: the per-worker loop runs inside the Tune trial's own process, through
+  `hk_tune.train.session.TuneSession`. With `TuneConfig(reuse_actors=True)` the trial actor, its
+  imports (torch, transformers, peft) and the cached tokenizer, data and base model serve every
+  trial after the first: the trial costs its training and little else (DESIGN.md 5).
+- `train`: the trial is a driver on a tiny CPU share that fits a Ray Train `TorchTrainer` (new
+  worker processes per trial): multi-worker DDP, GPUs, clusters. The Train run is named from the
+  Tune trial id, so a retried or resumed trial continues from its checkpoint.
+- `auto`: `inprocess` for one CPU worker, `train` otherwise.
+
+A trial's config is what Optuna sampled (nested by Ray on `/`), or, for seed confirmation,
+{"params": {...}, "seed": n}. Dicts cross the process boundary; the `Space` rebuilds the run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from hk_tune.search.space import Space
+
+DRIVER_CPU = 0.01  # the Train driver's share: a whole CPU would deadlock a 2-core machine
+REPORT_SETTLE_S = 0.5  # Train's last report can still be in flight when fit() returns
+
+
+def choose_executor(space: Space) -> str:
+    """The executor `space` asks for, with `auto` resolved."""
+    if space.executor != "auto":
+        return space.executor
+    one_cpu_worker = (space.resources.get("num_workers", 1) == 1
+                      and not space.resources.get("gpus_per_worker"))
+    return "inprocess" if one_cpu_worker else "train"
+
+
+def trial_resources(space: Space) -> dict[str, float]:
+    """What Tune reserves for one trial under `space`'s executor."""
+    cpus = space.resources.get("cpus_per_worker", 1.0)
+    if choose_executor(space) == "train":
+        return {"cpu": DRIVER_CPU}
+    resources = {"cpu": cpus}
+    if space.resources.get("gpus_per_worker"):
+        resources["gpu"] = space.resources["gpus_per_worker"]
+    return resources
+
+
+def cpus_per_trial(space: Space) -> float:
+    """CPUs one trial occupies in all (the Train workers' own, for the `train` executor)."""
+    workers = space.resources.get("num_workers", 1) if choose_executor(space) == "train" else 1
+    return max(workers, 1) * space.resources.get("cpus_per_worker", 1.0)
+
+
+def trial_run_config(space: Space, config: dict[str, Any]) -> dict[str, Any]:
+    """The `RunConfig` dict of a trial: sampled params, or a confirmation's params and seed."""
+    from ray.tune.utils import flatten_dict
+
+    if "params" in config and "seed" in config:
+        return space.run_config(config["params"], seed=config["seed"])
+    return space.run_config(flatten_dict(config, delimiter="/"))
+
+
+def run_trial(config: dict[str, Any], space: Space, executor: str, train_storage: str) -> None:
+    """The Tune function trainable: trains one configuration and reports every evaluation."""
+    import ray.tune
+
+    raw = trial_run_config(space, config)
+    raw["name"] = ray.tune.get_context().get_trial_id()
+    raw["storage_path"] = train_storage
+    if executor == "inprocess":
+        from hk_tune.train.loop import run_loop
+        from hk_tune.train.session import TuneSession
+
+        raw["scaling"] = {**raw.get("scaling", {}), "num_workers": 1}
+        run_loop(raw, TuneSession())
+        return
+
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from hk_tune.train.run_config import RunConfig
+    from hk_tune.train.trainer import build_trainer
+
+    trainer = build_trainer(RunConfig.from_dict(raw, where="trial"),
+                            callbacks=[TuneReportCallback()])
+    trainer.fit()
+    time.sleep(REPORT_SETTLE_S)
+
+
+def build_trainable(space: Space, train_storage: str):
+    """`run_trial` bound to `space`, with the resources its executor needs."""
+    import ray.tune
+
+    fn = ray.tune.with_parameters(run_trial, space=space, executor=choose_executor(space),
+                                  train_storage=train_storage)
+    return ray.tune.with_resources(fn, trial_resources(space))

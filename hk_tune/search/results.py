@@ -1,0 +1,157 @@
+"""What a finished search says: ranked trials, the best configuration as a `hk-tune train` YAML,
+fANOVA importances, the summary `hk-tune best` prints and the `--json` line.
+
+Trials are ranked completed first (an ASHA-stopped trial saw fewer steps), then by the metric.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from hk_tune.search.space import Space
+
+SUMMARY = "summary.json"
+BEST_CONFIG = "best_config.yaml"
+
+
+def trial_rows(space: Space, result_grid, metric: str) -> tuple[list[dict], dict[str, list]]:
+    """One row per trial (flat params at the top, then metric, trial_id, name, status, steps,
+    time_s) and each trial's history (one dict per evaluation, with `step`)."""
+    from ray.tune.utils import flatten_dict
+
+    from hk_tune.tracking import run_name
+
+    rows, histories = [], {}
+    for result in result_grid:
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id") or Path(result.path).name
+        sampled = flatten_dict(result.config or {}, delimiter="/")
+        params = space.trial_params(sampled)
+        frame = result.metrics_dataframe
+        history = [] if frame is None else [_plain(r) for r in frame.to_dict("records")]
+        histories[trial_id] = [{k: v for k, v in row.items() if _is_number(v)}
+                               for row in history]
+        status = ("errored" if result.error is not None
+                  else "completed" if metrics.get("done") else "stopped")
+        rows.append({**params, "sampled": sampled, "metric": _number(metrics.get(metric)),
+                     "trial_id": trial_id, "name": run_name(params), "status": status,
+                     "steps": metrics.get("step", 0), "time_s": round(
+                         float(metrics.get("time_total_s", 0.0)), 1),
+                     "error": None if result.error is None else str(result.error)[-500:]})
+    return rank(rows, space.mode), histories
+
+
+def rank(rows: list[dict], mode: str) -> list[dict]:
+    """Completed trials first, each group best metric first; errored and NaN last."""
+    sign = -1.0 if mode == "max" else 1.0
+
+    def key(row: dict) -> tuple:
+        value = row.get("metric")
+        missing = value is None or math.isnan(value)
+        group = {"completed": 0, "stopped": 1}.get(row["status"], 2)
+        return (missing, group, sign * (value if not missing else 0.0))
+
+    return sorted(rows, key=key)
+
+
+def importances(space: Space, rows: list[dict]) -> dict[str, float]:
+    """fANOVA importance of each searched parameter (dotted path -> share), from the trials
+    with a metric; {} when there are too few trials to say."""
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    distributions = space.distributions()
+    study = optuna.create_study(direction="maximize" if space.mode == "max" else "minimize")
+    for row in rows:
+        value = row.get("metric")
+        if value is None or math.isnan(value):
+            continue
+        params = {k: v for k, v in row["sampled"].items() if k in distributions}
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions={k: distributions[k] for k in params}, value=value))
+    try:
+        found = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=space.seed))
+    except (RuntimeError, ValueError):
+        return {}
+    return {name.replace("/", ".", 1): float(value) for name, value in found.items()}
+
+
+def best_run_config(space: Space, sampled: dict[str, Any], name: str) -> dict[str, Any]:
+    """The winner as a complete `RunConfig` dict that `hk-tune train` accepts."""
+    from hk_tune.train.run_config import RunConfig
+
+    raw = space.run_config(sampled)
+    cfg = RunConfig.from_dict({**raw, "name": name}, where="best configuration")
+    out = cfg.to_dict()
+    out["storage_path"] = space.storage_path
+    return out
+
+
+def write_best_config(path: Path, config: dict[str, Any], header: str) -> None:
+    import yaml
+
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    path.write_text(comment + yaml.safe_dump(config, sort_keys=False))
+
+
+def write_summary(folder: Path, summary: dict[str, Any]) -> None:
+    (folder / SUMMARY).write_text(json.dumps(summary, indent=1, sort_keys=True, default=str))
+
+
+def read_summary(folder: Path) -> dict[str, Any]:
+    from hk_tune.errors import ConfigError
+
+    path = Path(folder) / SUMMARY
+    if not path.exists():
+        raise ConfigError(f"{folder}: no finished search here (no {SUMMARY}); "
+                          "give the search's folder, e.g. hk_tune_runs/quickstart")
+    return json.loads(path.read_text())
+
+
+def json_line(summary: dict[str, Any]) -> str:
+    """The `--json` line: best config, metric, median, number of trials, path."""
+    confirmation = summary.get("confirmation") or {}
+    winner = confirmation.get("winner") or {}
+    return json.dumps({
+        "best_config": summary["best_config"], "best_config_path": summary["best_config_path"],
+        "metric": summary["metric"], "mode": summary["mode"], "value": summary["best"]["metric"],
+        "median": winner.get("median"), "num_trials": len(summary["results"]),
+        "path": summary["path"], "name": summary["best"]["name"],
+    }, sort_keys=True, default=str)
+
+
+def format_table(rows: list[dict], metric: str, limit: int = 20) -> str:
+    """The ranked trials: rank, configuration, metric, steps, time, status."""
+    header = ["#", "configuration", metric, "steps", "time_s", "status"]
+    lines = [[str(i + 1), row["name"], _fmt(row.get("metric")), str(row.get("steps", "")),
+              _fmt(row.get("time_s"), 1), row["status"]] for i, row in enumerate(rows[:limit])]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
+              for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) if i == 1 else h.rjust(w)
+                     for i, (h, w) in enumerate(zip(header, widths, strict=True)))]
+    for line in lines:
+        out.append("  ".join(c.ljust(w) if i == 1 else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(line, widths, strict=True))))
+    return "\n".join(out)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _number(value: Any) -> float:
+    return float(value) if _is_number(value) else math.nan
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _plain(row: dict) -> dict:
+    return {k: v.item() if hasattr(v, "item") else v for k, v in row.items()}

@@ -1,0 +1,253 @@
+"""A search from start to finish: Ray, the Tuner (Optuna TPE, warm start, ASHA), resume, seed
+confirmation, the ranked results, the best configuration and MLflow.
+
+    outcome = run_search(space, SearchOptions(space_file="search_spaces/quickstart.yaml"))
+    outcome = resume_search("hk_tune_runs/quickstart")
+
+The search folder is `storage_path/name` (never a timestamp): Tune's experiment, `search.json`
+(what resume needs), a copy of the space file, `confirm/`, `best_config.yaml`, `summary.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hk_tune.errors import ConfigError
+from hk_tune.search import confirm as confirmation
+from hk_tune.search import results
+from hk_tune.search.executor import build_trainable, choose_executor, cpus_per_trial
+from hk_tune.search.space import Space, load_space
+
+SEARCH_STATE = "search.json"
+SPACE_COPY = "space.yaml"
+# Set before Ray starts so every Ray process inherits them (DESIGN.md 5): glibc arenas grow
+# per thread and reused actors run each trial in a new thread; Train's fixed waits go down.
+RAY_ENV = {
+    "MALLOC_ARENA_MAX": "2",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_TRAIN_METRICS_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+}
+
+
+@dataclass
+class SearchOptions:
+    """How to run a search, beyond its space file.
+
+    Attributes:
+        space_file: the YAML the space came from (copied into the search folder).
+        overrides: the `key=value` overrides it was loaded with (kept for resume).
+        address: a running Ray cluster; None starts local Ray on this machine.
+        tracking_uri: MLflow store; None is MLFLOW_TRACKING_URI, else ./mlflow.db.
+    """
+
+    space_file: str
+    overrides: list[str] = field(default_factory=list)
+    address: str | None = None
+    tracking_uri: str | None = None
+
+
+def search_folder(space: Space) -> Path:
+    return Path(space.storage_path).expanduser().resolve() / space.name
+
+
+def start_ray(address: str | None) -> None:
+    """Connects to `address`, or starts local Ray; a Ray already started here is reused."""
+    import ray
+
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=True, configure_logging=False)
+
+
+def run_search(space: Space, options: SearchOptions) -> dict[str, Any]:
+    """Runs a whole search: checks, Tune, confirmation, results. Returns the summary."""
+    from hk_tune.tracking import SearchTracker
+    from hk_tune.train.run_config import RunConfig
+    from hk_tune.train.trainer import check
+
+    check(RunConfig.from_dict(space.run_config({}), where=space.file))
+    tracker = SearchTracker(options.tracking_uri)
+    tracker.check()
+    folder = search_folder(space)
+    if (folder / SEARCH_STATE).exists():
+        raise ConfigError(f"{space.file}: name: a search named {space.name!r} exists in "
+                          f"{folder}; continue it with `hk-tune resume {folder}` or set name=...")
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(options.space_file, folder / SPACE_COPY)
+    parent = tracker.start_search(space.name, options.space_file, space.fixed, space.seed,
+                                  tags={"hk_tune.space": Path(options.space_file).name})
+    state = {"overrides": [*options.overrides, f"name={space.name}",
+                           f"storage_path={Path(space.storage_path).expanduser().resolve()}"],
+             "address": options.address, "tracking_uri": tracker.tracking_uri,
+             "parent_run_id": parent, "space_file": options.space_file}
+    (folder / SEARCH_STATE).write_text(json.dumps(state, indent=1))
+    start_ray(options.address)
+    tuner = build_tuner(space, folder, tracker)
+    return finish(space, folder, tuner.fit(), tracker)
+
+
+def resume_search(folder: str | Path, address: str | None = None) -> dict[str, Any]:
+    """Continues an interrupted search: finished trials are kept, the searcher keeps its
+    history (Tuner.restore), then confirmation and results run as usual."""
+    import ray.tune
+
+    from hk_tune.tracking import SearchTracker
+
+    folder = Path(folder).expanduser().resolve()
+    if not (folder / SEARCH_STATE).exists():
+        raise ConfigError(f"{folder}: not a search folder (no {SEARCH_STATE}); give "
+                          "storage_path/name of a search, e.g. hk_tune_runs/quickstart")
+    state = json.loads((folder / SEARCH_STATE).read_text())
+    space = load_space(folder / SPACE_COPY, state["overrides"])
+    tracker = SearchTracker(state["tracking_uri"])
+    tracker.check()
+    tracker.attach_search(state["parent_run_id"])
+    start_ray(address or state.get("address"))
+    if (folder / "tuner.pkl").exists():
+        tuner = ray.tune.Tuner.restore(
+            str(folder), trainable=build_trainable(space, str(folder / "train")),
+            resume_unfinished=True, resume_errored=True)
+        tuner._local_tuner._run_config.callbacks = _callbacks(space, tracker)
+    else:  # interrupted before Tune wrote its state: nothing ran yet
+        tuner = build_tuner(space, folder, tracker)
+    return finish(space, folder, tuner.fit(), tracker)
+
+
+def build_tuner(space: Space, folder: Path, tracker):
+    """The Tuner: OptunaSearch (seeded TPE, presets enqueued first), ASHA if asked, resources
+    and concurrency from the space and the cluster."""
+    import optuna
+    import ray.tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    startup = max(2, min(10, space.num_samples // 2))  # random draws before TPE models anything
+    searcher = OptunaSearch(
+        space.suggest, metric=space.metric, mode=space.mode,
+        points_to_evaluate=space.warm_start_points() or None,
+        sampler=optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=startup),
+    )
+    scheduler = None
+    if space.scheduler == "asha":
+        scheduler = ASHAScheduler(metric=space.metric, mode=space.mode,
+                                  grace_period=space.grace_period,
+                                  reduction_factor=space.reduction_factor)
+    return ray.tune.Tuner(
+        build_trainable(space, str(folder / "train")),
+        tune_config=ray.tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, num_samples=space.num_samples,
+            max_concurrent_trials=concurrency(space),
+            reuse_actors=choose_executor(space) == "inprocess"),
+        run_config=_tune_run_config(space.name, folder.parent, _callbacks(space, tracker)),
+    )
+
+
+def concurrency(space: Space) -> int:
+    """Trials at a time: what the cluster's CPUs hold, capped by the space's max_concurrent."""
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    fits = max(1, math.floor(cpus / cpus_per_trial(space) + 1e-9))
+    return min(fits, space.max_concurrent or fits)
+
+
+def finish(space: Space, folder: Path, grid, tracker) -> dict[str, Any]:
+    """Ranks the trials, confirms the top-k with more seeds, writes the best configuration and
+    the summary, and closes the MLflow parent run."""
+    rows, histories = results.trial_rows(space, grid, space.metric)
+    if not rows or all(row["status"] == "errored" for row in rows):
+        tracker.finish_search(_public(rows), {}, space.metric, space.mode)
+        errors = "; ".join(row["error"] or "" for row in rows)[-800:]
+        raise RuntimeError(f"every trial failed: {errors}")
+    baseline = next((row["trial_id"] for row in rows if row["name"] == "baseline"), None)
+    summary_confirm = None
+    best = rows[0]
+    picked = confirmation.candidates(space, rows, baseline) if space.confirm_seeds > 1 else []
+    if picked:
+        print(f"confirming {len(picked)} configurations with {space.confirm_seeds} seeds",
+              file=sys.stderr, flush=True)
+        runs = confirmation.confirm(space, picked, lambda ps, name: _run_plain(
+            space, folder, ps, name))
+        for run in runs:
+            row = next(r for r in picked if r["trial_id"] == run["confirms"])
+            tracker.confirmation_run(run["confirms"], run["seed"], _params(row), run["history"],
+                                     run["final"])
+        summary_confirm = confirmation.summarize(space, picked, runs, baseline)
+        best = next(r for r in rows if r["trial_id"] == summary_confirm["winner"]["trial_id"])
+    best_config = results.best_run_config(space, best["sampled"], f"{space.name}_best")
+    best_path = folder / results.BEST_CONFIG
+    results.write_best_config(best_path, best_config, (
+        f"The best configuration of search {space.name!r} ({best['name']}, {space.metric} "
+        f"{best['metric']:.4f}). Train it with:\n\n  hk-tune train {best_path}"))
+    importances = results.importances(space, rows)
+    tracker.finish_search(_public(rows), best_config, space.metric, space.mode,
+                          importances=importances, histories=histories,
+                          baseline_trial_id=baseline, best_trial_id=best["trial_id"],
+                          confirmation=summary_confirm)
+    summary = {
+        "name": space.name, "path": str(folder), "space_file": space.file,
+        "metric": space.metric, "mode": space.mode, "results": _public(rows),
+        "best": {"trial_id": best["trial_id"], "name": best["name"], "metric": best["metric"],
+                 "params": _params(best)},
+        "best_config": best_config, "best_config_path": str(best_path),
+        "confirmation": summary_confirm, "importances": importances,
+        "parent_run_id": tracker.parent_run_id, "experiment_id": tracker.experiment_id,
+        "tracking_uri": tracker.tracking_uri, "tracking_gaps": tracker.gaps(),
+    }
+    results.write_summary(folder, summary)
+    return summary
+
+
+def _run_plain(space: Space, folder: Path, param_space: dict, name: str):
+    """A plain Tune experiment (no searcher) in the search folder, resumed if it exists."""
+    import ray.tune
+
+    trainable = build_trainable(space, str(folder / "train"))
+    path = folder / name
+    if (path / "tuner.pkl").exists():
+        tuner = ray.tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    else:
+        tuner = ray.tune.Tuner(
+            trainable, param_space=param_space,
+            tune_config=ray.tune.TuneConfig(max_concurrent_trials=concurrency(space),
+                                            reuse_actors=choose_executor(space) == "inprocess"),
+            run_config=_tune_run_config(name, folder, []))
+    return tuner.fit()
+
+
+def _tune_run_config(name: str, storage: Path, callbacks: list):
+    import ray.tune
+
+    return ray.tune.RunConfig(
+        name=name, storage_path=str(storage), callbacks=callbacks, verbose=1,
+        failure_config=ray.tune.FailureConfig(max_failures=0),
+        checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=1))
+
+
+def _callbacks(space: Space, tracker) -> list:
+    from hk_tune.search.callback import TrackingCallback
+
+    return [TrackingCallback(tracker, space)]
+
+
+def _params(row: dict) -> dict:
+    skip = {"sampled", "metric", "trial_id", "name", "status", "steps", "time_s", "error"}
+    return {k: v for k, v in row.items() if k not in skip}
+
+
+def _public(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in ("sampled", "error")} for row in rows]

@@ -1,0 +1,174 @@
+"""The search subcommands of `hk-tune`: search, resume, best, show and ui.
+
+Progress goes to stderr (Tune's status and each evaluation's line); stdout holds the ranked
+table, the confirmation and the best configuration, and with `--json` its last line is one JSON
+object (best config, metric, median, number of trials, path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def add_commands(commands) -> None:
+    """Adds search, resume, best, show and ui to the `hk-tune` subparsers."""
+    search = commands.add_parser(
+        "search", help="search the dropout design space with Ray Tune + Optuna",
+        description="Search a space file (search_spaces/*.yaml) with Ray Tune and Optuna's TPE; "
+        "print the ranked trials and write the best configuration as a run config.")
+    search.add_argument("space", help="search-space YAML, e.g. search_spaces/quickstart.yaml")
+    search.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="fixed RunConfig keys (data.source=my.csv) or settings "
+                        "(num_samples=20, confirm.seeds=5)")
+    search.add_argument("--address", help="a running Ray cluster (default: local Ray)")
+    add_tracking(search)
+    add_json(search, "the best configuration and its statistics")
+    search.set_defaults(command_fn=search_command)
+
+    resume = commands.add_parser(
+        "resume", help="continue an interrupted search",
+        description="Continue an interrupted search: finished trials are not re-run and the "
+        "searcher keeps its history.")
+    resume.add_argument("path", help="the search's folder, e.g. hk_tune_runs/quickstart")
+    resume.add_argument("--address", help="a running Ray cluster (default: as the search)")
+    add_json(resume, "the best configuration and its statistics")
+    resume.set_defaults(command_fn=resume_command)
+
+    best = commands.add_parser("best", help="print the best configuration of a finished search")
+    best.add_argument("path", help="the search's folder, e.g. hk_tune_runs/quickstart")
+    add_json(best, "the best configuration and its statistics")
+    best.set_defaults(command_fn=best_command)
+
+    show = commands.add_parser("show", help="print sampled configurations of a space")
+    show.add_argument("space", help="search-space YAML")
+    show.add_argument("overrides", nargs="*", metavar="key=value")
+    show.add_argument("-n", "--samples", type=int, default=5, help="how many (default 5)")
+    show.set_defaults(command_fn=show_command)
+
+    ui = commands.add_parser("ui", help="the MLflow UI for the local tracking store")
+    add_tracking(ui)
+    ui.add_argument("--host", default="127.0.0.1", help="interface (default loopback)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(command_fn=ui_command)
+
+
+def add_tracking(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, "
+                        "else sqlite ./mlflow.db)")
+
+
+def add_json(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--json", action="store_true", help=f"end with {what} as one JSON line")
+
+
+def search_command(args: argparse.Namespace) -> int:
+    from hk_tune.search import SearchOptions, load_space, run_search
+
+    space = load_space(args.space, args.overrides)
+    print(describe(space), flush=True)
+    started = time.perf_counter()
+    summary = run_search(space, SearchOptions(space_file=args.space,
+                                              overrides=list(args.overrides),
+                                              address=args.address,
+                                              tracking_uri=args.tracking_uri))
+    return report(summary, args.json, time.perf_counter() - started)
+
+
+def resume_command(args: argparse.Namespace) -> int:
+    from hk_tune.search import resume_search
+
+    started = time.perf_counter()
+    summary = resume_search(args.path, address=args.address)
+    return report(summary, args.json, time.perf_counter() - started)
+
+
+def best_command(args: argparse.Namespace) -> int:
+    from hk_tune.search.results import read_summary
+
+    summary = read_summary(args.path)
+    print(format_best(summary))
+    if args.json:
+        from hk_tune.search.results import json_line
+
+        print(json_line(summary))
+    return 0
+
+
+def show_command(args: argparse.Namespace) -> int:
+    from hk_tune.search import load_space
+    from hk_tune.tracking import run_name
+
+    space = load_space(args.space, args.overrides)
+    print(describe(space))
+    for point in space.sample(args.samples):
+        params = space.trial_params(point)
+        shown = {name.replace("/", ".", 1): value for name, value in point.items()}
+        print(f"- {run_name(params)}: {json.dumps(shown, sort_keys=True)}")
+    return 0
+
+
+def ui_command(args: argparse.Namespace) -> int:
+    from hk_tune.tracking import serve_ui, stop_ui, ui_url
+
+    process = serve_ui(args.tracking_uri, host=args.host, port=args.port)
+    print(f"MLflow UI at {ui_url(args.host, args.port)} (Ctrl-C stops it)", flush=True)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_ui(process)
+    return 0
+
+
+def describe(space) -> str:
+    """One line saying what the search will do."""
+    from hk_tune.search.executor import choose_executor
+
+    asha = f", ASHA (grace {space.grace_period})" if space.scheduler == "asha" else ""
+    confirm = (f", top {space.confirm_top_k} confirmed with {space.confirm_seeds} seeds"
+               if space.confirm_seeds > 1 else "")
+    warm = f", {'+'.join(space.warm_start)} first" if space.warm_start else ""
+    return (f"search {space.name!r}: {space.num_samples} trials of TPE (seed {space.seed}){warm}"
+            f"{asha}{confirm}; {space.metric} ({space.mode}); executor "
+            f"{choose_executor(space)}")
+
+
+def report(summary: dict, as_json: bool, wall_s: float) -> int:
+    print(format_best(summary))
+    print(f"wall time {wall_s:.0f} s")
+    if as_json:
+        from hk_tune.search.results import json_line
+
+        print(json_line(summary))
+    return 0
+
+
+def format_best(summary: dict) -> str:
+    """The ranked table, the confirmation, the best configuration and where things are."""
+    from hk_tune.search.confirm import format_confirmation
+    from hk_tune.search.results import format_table
+
+    lines = [format_table(summary["results"], summary["metric"])]
+    if summary.get("confirmation"):
+        lines.append(format_confirmation(summary["confirmation"]))
+    best = summary["best"]
+    lines.append(f"best: {best['name']} ({summary['metric']} {best['metric']:.4f}), "
+                 f"trial {best['trial_id']}")
+    importances = summary.get("importances") or {}
+    if importances:
+        lines.append("importance (fANOVA): " + ", ".join(
+            f"{k} {v:.2f}" for k, v in sorted(importances.items(), key=lambda kv: -kv[1])))
+    lines.append(f"best configuration: {summary['best_config_path']}  "
+                 f"(hk-tune train {summary['best_config_path']})")
+    lines.append(f"search folder: {summary['path']}; MLflow: {summary.get('tracking_uri')}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from hk_tune.cli import main
+
+    sys.exit(main())

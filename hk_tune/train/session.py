@@ -1,0 +1,92 @@
+"""Where the training loop runs: on a Ray Train worker, or inside a Ray Tune trial's own process.
+
+`run_loop` touches Ray only through a session, so the same loop serves both executors:
+
+- `TrainSession`: a Ray Train worker (`train_fn_per_worker`); DDP, GPUs, clusters.
+- `TuneSession`: one process inside a Tune trial, the search's fast path for single-worker CPU
+  trials (DESIGN.md 5). With actor reuse, the tokenizer, the tokenized data and the base model
+  stay in a module-level cache across trials; each trial gets a deep copy of the base model with
+  its new task head initialized afresh from the trial's seed.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any
+
+# Key -> built object, shared by the trials that a reused Tune actor runs one after another.
+_CACHE: dict[Hashable, Any] = {}
+
+
+class TrainSession:
+    """The loop on a Ray Train worker: rank and world from Train, DDP model and sharded loader."""
+
+    cache_models = False
+
+    def world(self) -> tuple[int, int]:
+        import ray.train
+
+        context = ray.train.get_context()
+        return context.get_world_rank(), context.get_world_size()
+
+    def prepare_model(self, model):
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)
+
+    def prepare_data_loader(self, loader):
+        import ray.train.torch
+
+        return ray.train.torch.prepare_data_loader(loader)
+
+    def get_checkpoint(self):
+        import ray.train
+
+        return ray.train.get_checkpoint()
+
+    def report(self, metrics: dict[str, Any], folder: Path, name: str) -> None:
+        import ray.train
+
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),
+                         checkpoint_dir_name=name)
+
+    def reuse(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        return build()
+
+
+class TuneSession(TrainSession):
+    """The loop inside a Ray Tune trial: one process, rank 0 of 1, reports to Tune."""
+
+    cache_models = True
+
+    def world(self) -> tuple[int, int]:
+        return 0, 1
+
+    def prepare_model(self, model):
+        return model
+
+    def prepare_data_loader(self, loader):
+        return loader
+
+    def get_checkpoint(self):
+        import ray.tune
+
+        return ray.tune.get_checkpoint()
+
+    def report(self, metrics: dict[str, Any], folder: Path, name: str) -> None:
+        import ray.tune
+
+        ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(folder))
+
+    def reuse(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """`build()`'s result, built once per process for each key."""
+        if key not in _CACHE:
+            _CACHE[key] = build()
+        return _CACHE[key]
+
+
+def fresh_copy(value: Any) -> Any:
+    """A deep copy, so a trial's changes (LoRA layers, attached dropout) never reach the cache."""
+    return copy.deepcopy(value)

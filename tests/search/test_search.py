@@ -1,0 +1,108 @@
+"""A real search on local Ray (the shared session): a tiny model, 4 trials with ASHA, MLflow in a
+local sqlite store; then `hk-tune train` on the best configuration, and `hk-tune best`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from hk_tune import cli
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def tiny_space(tmp_path, tiny_models, toy_data, **settings) -> str:
+    raw = {
+        "fixed": {"model": tiny_models["bert"], "data.source": toy_data["pair"]["source"],
+                  "data.task": "classification", "data.text_pair": "other",
+                  "data.max_length": 32, "optim.lr": 5e-3, "optim.batch_size": 4,
+                  "optim.max_steps": 4, "optim.eval_every": 2},
+        "search": {
+            "dropout.attn_logits": {"type": "categorical", "choices": {
+                "off": {}, "column": {"dropout.attn_logits.rate": {
+                    "type": "float", "low": 0.05, "high": 0.3}}}},
+            "dropout.ffn_hidden": {"type": "categorical", "choices": {
+                "off": {}, "element": {"dropout.ffn_hidden.rate": {
+                    "type": "grid", "values": [0.05, 0.1]}}}},
+            "dropout.consistency.loss": {"type": "categorical", "choices": {
+                "none": {}, "kl": {"dropout.consistency.weight": {
+                    "type": "log_float", "low": 0.01, "high": 10}}}},
+        },
+        "num_samples": 4, "warm_start": ["baseline", "hiddenkey"],
+        "scheduler": {"type": "asha", "grace_period": 1},
+        "resources": {"num_workers": 1, "cpus_per_worker": 1},
+        "storage_path": str(tmp_path / "runs"), **settings,
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text("# a tiny search\n" + yaml.safe_dump(raw))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def finished_search(tmp_path_factory, tiny_models, toy_data):
+    tmp_path = tmp_path_factory.mktemp("search")
+    space = tiny_space(tmp_path, tiny_models, toy_data, confirm={"top_k": 1, "seeds": 2})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    import io
+    from contextlib import redirect_stdout
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        status = cli.main(["search", space, "--tracking-uri", uri, "--json"])
+    return status, out.getvalue(), tmp_path, uri
+
+
+def test_search_ranks_trials_and_writes_a_best_config(finished_search):
+    status, out, tmp_path, _ = finished_search
+    assert status == 0, out
+    final = json.loads(out.strip().splitlines()[-1])
+    assert final["num_trials"] == 4
+    assert final["metric"] == "eval_accuracy" and 0.0 <= final["value"] <= 1.0
+    assert final["median"] is not None
+    summary = json.loads((tmp_path / "runs" / "tiny" / "summary.json").read_text())
+    names = [row["name"] for row in summary["results"]]
+    assert "baseline" in names and any(n.startswith("hiddenkey") for n in names)
+    statuses = {row["status"] for row in summary["results"]}
+    assert statuses <= {"completed", "stopped"}
+    assert "configuration" in out and "eval_accuracy" in out
+
+
+def test_best_config_trains(finished_search, capsys):
+    _, out, _, _ = finished_search
+    best_path = json.loads(out.strip().splitlines()[-1])["best_config_path"]
+    assert cli.main(["train", best_path, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 4
+
+
+def test_best_prints_the_finished_search(finished_search, capsys):
+    _, _, tmp_path, _ = finished_search
+    assert cli.main(["best", str(tmp_path / "runs" / "tiny"), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "seed confirmation" in out
+    assert json.loads(out.strip().splitlines()[-1])["num_trials"] == 4
+
+
+def test_mlflow_holds_one_parent_and_a_child_per_trial(finished_search):
+    from mlflow import MlflowClient
+
+    _, _, tmp_path, uri = finished_search
+    client = MlflowClient(tracking_uri=uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "hk_tune"]
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("hk_tune.kind") == "search"]
+    trials = [r for r in runs if r.data.tags.get("hk_tune.kind") == "trial"]
+    confirmations = [r for r in runs if r.data.tags.get("hk_tune.kind") == "confirmation"]
+    assert len(parents) == 1 and len(trials) == 4
+    assert len(confirmations) >= 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    for trial in trials:
+        assert trial.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert trial.data.tags["hk_tune.status"] in ("completed", "stopped")
+        assert "attn_logits.rate" in trial.data.params
+        history = client.get_metric_history(trial.info.run_id, "eval_accuracy")
+        assert [m.step for m in history][:1] == [2]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"results.csv", "best_config.yaml", "confirmation.yaml"} <= artifacts

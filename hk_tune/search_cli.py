@@ -156,7 +156,9 @@ def format_best(summary: dict) -> str:
     if summary.get("confirmation"):
         lines.append(format_confirmation(summary["confirmation"]))
     best = summary["best"]
-    lines.append(f"best: {best['name']} ({summary['metric']} {best['metric']:.4f}), "
+    winner = (summary.get("confirmation") or {}).get("winner") or {}
+    median = f", median {winner['median']:.4f} over seeds" if winner else ""
+    lines.append(f"best: {best['name']} ({summary['metric']} {best['metric']:.4f}{median}), "
                  f"trial {best['trial_id']}")
     importances = summary.get("importances") or {}
     if importances:

@@ -42,8 +42,9 @@ class TrackingCallback(Callback):
         self.tracker.trial_metrics(trial.trial_id, result, int(step))
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        done = bool((trial.last_result or {}).get("done"))
-        self.tracker.trial_finished(trial.trial_id, "completed" if done else "stopped")
+        from hk_tune.search.results import trial_status
+
+        self.tracker.trial_finished(trial.trial_id, trial_status(trial.last_result or {}))
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         reason = str(getattr(trial, "error_message", None) or trial.error_file or "error")

@@ -84,8 +84,9 @@ def summarize(space: Space, picked: list[dict], runs: list[dict],
                      "min": min(values), "max": max(values),
                      "is_baseline": row["trial_id"] == baseline_id})
     sign = -1 if space.mode == "max" else 1
-    candidates_only = [r for r in rows if not r["is_baseline"]] or rows
-    winner = min(candidates_only, key=lambda r: sign * r["median"])
+    # The baseline can win: then no dropout configuration beat it over seeds, which is worth
+    # knowing. Ties go to the higher-ranked search trial (min keeps the first).
+    winner = min(rows, key=lambda r: sign * r["median"])
     baseline = next((r for r in rows if r["is_baseline"]), None)
     return {"metric": space.metric, "mode": space.mode, "seeds": space.confirm_seeds,
             "configurations": rows, "winner": winner, "baseline": baseline}

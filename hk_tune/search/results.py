@@ -34,14 +34,19 @@ def trial_rows(space: Space, result_grid, metric: str) -> tuple[list[dict], dict
         history = [] if frame is None else [_plain(r) for r in frame.to_dict("records")]
         histories[trial_id] = [{k: v for k, v in row.items() if _is_number(v)}
                                for row in history]
-        status = ("errored" if result.error is not None
-                  else "completed" if metrics.get("done") else "stopped")
+        status = "errored" if result.error is not None else trial_status(metrics)
         rows.append({**params, "sampled": sampled, "metric": _number(metrics.get(metric)),
                      "trial_id": trial_id, "name": run_name(params), "status": status,
                      "steps": metrics.get("step", 0), "time_s": round(
                          float(metrics.get("time_total_s", 0.0)), 1),
                      "error": None if result.error is None else str(result.error)[-500:]})
     return rank(rows, space.mode), histories
+
+
+def trial_status(metrics: dict[str, Any]) -> str:
+    """"completed" when the run reached its step budget, else "stopped" (by the scheduler)."""
+    total = metrics.get("total_steps")
+    return "completed" if total is not None and metrics.get("step", 0) >= total else "stopped"
 
 
 def rank(rows: list[dict], mode: str) -> list[dict]:

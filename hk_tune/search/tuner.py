@@ -94,9 +94,12 @@ def run_search(space: Space, options: SearchOptions) -> dict[str, Any]:
              "address": options.address, "tracking_uri": tracker.tracking_uri,
              "parent_run_id": parent, "space_file": options.space_file}
     (folder / SEARCH_STATE).write_text(json.dumps(state, indent=1))
+    timer = Timer()
     start_ray(options.address)
-    tuner = build_tuner(space, folder, tracker)
-    return finish(space, folder, tuner.fit(), tracker)
+    timer.lap("ray start")
+    grid = build_tuner(space, folder, tracker).fit()
+    timer.lap("trials")
+    return finish(space, folder, grid, tracker, timer)
 
 
 def resume_search(folder: str | Path, address: str | None = None) -> dict[str, Any]:
@@ -120,6 +123,8 @@ def resume_search(folder: str | Path, address: str | None = None) -> dict[str, A
         tuner = ray.tune.Tuner.restore(
             str(folder), trainable=build_trainable(space, str(folder / "train")),
             resume_unfinished=True, resume_errored=True)
+        # Tuner.restore takes no RunConfig; the pickled one holds callbacks without a tracker
+        # (see TrackingCallback.__getstate__), so hand it this session's.
         tuner._local_tuner._run_config.callbacks = _callbacks(space, tracker)
     else:  # interrupted before Tune wrote its state: nothing ran yet
         tuner = build_tuner(space, folder, tracker)
@@ -151,7 +156,8 @@ def build_tuner(space: Space, folder: Path, tracker):
         tune_config=ray.tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=space.num_samples,
             max_concurrent_trials=concurrency(space),
-            reuse_actors=choose_executor(space) == "inprocess"),
+            reuse_actors=choose_executor(space) == "inprocess",
+            trial_dirname_creator=trial_folder),
         run_config=_tune_run_config(space.name, folder.parent, _callbacks(space, tracker)),
     )
 
@@ -165,9 +171,27 @@ def concurrency(space: Space) -> int:
     return min(fits, space.max_concurrent or fits)
 
 
-def finish(space: Space, folder: Path, grid, tracker) -> dict[str, Any]:
+class Timer:
+    """Wall time of a search's phases, printed to stderr at the end (where the time went)."""
+
+    def __init__(self):
+        import time
+
+        self._clock = time.perf_counter
+        self._last = self._clock()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = self._clock()
+        self.laps[name] = round(now - self._last, 2)
+        self._last = now
+
+
+def finish(space: Space, folder: Path, grid, tracker, timer: Timer | None = None
+           ) -> dict[str, Any]:
     """Ranks the trials, confirms the top-k with more seeds, writes the best configuration and
     the summary, and closes the MLflow parent run."""
+    timer = timer or Timer()
     rows, histories = results.trial_rows(space, grid, space.metric)
     if not rows or all(row["status"] == "errored" for row in rows):
         tracker.finish_search(_public(rows), {}, space.metric, space.mode)
@@ -187,6 +211,7 @@ def finish(space: Space, folder: Path, grid, tracker) -> dict[str, Any]:
             tracker.confirmation_run(run["confirms"], run["seed"], _params(row), run["history"],
                                      run["final"])
         summary_confirm = confirmation.summarize(space, picked, runs, baseline)
+        timer.lap("confirmation")
         best = next(r for r in rows if r["trial_id"] == summary_confirm["winner"]["trial_id"])
     best_config = results.best_run_config(space, best["sampled"], f"{space.name}_best")
     best_path = folder / results.BEST_CONFIG
@@ -208,6 +233,10 @@ def finish(space: Space, folder: Path, grid, tracker) -> dict[str, Any]:
         "parent_run_id": tracker.parent_run_id, "experiment_id": tracker.experiment_id,
         "tracking_uri": tracker.tracking_uri, "tracking_gaps": tracker.gaps(),
     }
+    timer.lap("results and MLflow")
+    summary["timings_s"] = timer.laps
+    print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timer.laps.items()),
+          file=sys.stderr, flush=True)
     results.write_summary(folder, summary)
     return summary
 
@@ -224,9 +253,15 @@ def _run_plain(space: Space, folder: Path, param_space: dict, name: str):
         tuner = ray.tune.Tuner(
             trainable, param_space=param_space,
             tune_config=ray.tune.TuneConfig(max_concurrent_trials=concurrency(space),
-                                            reuse_actors=choose_executor(space) == "inprocess"),
+                                            reuse_actors=choose_executor(space) == "inprocess",
+                                            trial_dirname_creator=trial_folder),
             run_config=_tune_run_config(name, folder, []))
     return tuner.fit()
+
+
+def trial_folder(trial) -> str:
+    """A trial's folder is named by its id (Tune's default name carries a timestamp)."""
+    return f"trial_{trial.trial_id}"
 
 
 def _tune_run_config(name: str, storage: Path, callbacks: list):

@@ -334,6 +334,7 @@ def run_loop(config: dict, session) -> None:
                 [loss_sum, consistency_sum, tokens, batches])
             metrics = {
                 "step": step,
+                "total_steps": total_steps,  # a search tells finished from early-stopped runs
                 "epoch": step / steps_per_epoch,
                 "train_loss": loss_sum / batches,
                 "train_consistency_loss": consistency_sum / batches,

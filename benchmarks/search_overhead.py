@@ -1,0 +1,154 @@
+"""What a search costs beyond its training: the same N trials through `hk-tune search` (Ray Tune +
+OptunaSearch, MLflow, the in-process executor) and through a plain in-process Optuna loop.
+
+    python benchmarks/search_overhead.py [--trials 8] [--json]
+
+Both run in fresh processes, one trial at a time (equal concurrency), the same MiniLM + LoRA
+training function (`hk_tune.train.loop.run_loop`) on the same tiny budget, so a trial's training
+is ~1-2 s and the difference is overhead. Prints the wall-time ratio, the per-trial overhead
+((search - plain) / N) and where the search's time went: interpreter and imports, Ray start,
+the trials as Tune timed them inside the actor, Tune's own time between trials, and the end
+(ranking, fANOVA, MLflow artifacts). With `--json` the last line is a JSON object with `ratio`
+and `per_trial_overhead_s`.
+
+Targets (issue 4): per-trial overhead <= 5 s and ratio <= 1.2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = """# overhead benchmark: a trivial trial (2 steps of MiniLM + LoRA, 32 eval rows)
+fixed:
+  model: minilm
+  data.source: bundled:sentiment
+  data.max_length: 32
+  data.max_train_samples: 64
+  data.max_eval_samples: 32
+  optim.batch_size: 8
+  optim.max_steps: 2
+  optim.eval_every: 2
+search:
+  dropout.attn_logits:
+    type: categorical
+    choices: {off: {}, column: {dropout.attn_logits.rate: {type: float, low: 0.05, high: 0.3}}}
+  dropout.consistency.loss:
+    type: categorical
+    choices: {none: {}, kl: {dropout.consistency.weight: {type: log_float, low: 0.01, high: 10}}}
+max_concurrent: 1
+resources: {num_workers: 1, cpus_per_worker: 1}
+executor: inprocess
+seed: 0
+"""
+
+
+def plain_loop(space_file: str, trials: int) -> None:
+    """The baseline: an in-process Optuna loop over the same space and training function."""
+    started = time.perf_counter()
+    import optuna
+
+    from hk_tune.search.space import load_space
+    from hk_tune.train.loop import run_loop
+    from hk_tune.train.session import TuneSession
+
+    class PlainSession(TuneSession):
+        """The loop in this process with no Ray at all: reports are kept, nothing persisted."""
+
+        def __init__(self):
+            self.last: dict = {}
+
+        def get_checkpoint(self):
+            return None
+
+        def report(self, metrics, folder, name):
+            self.last = metrics
+
+    space = load_space(space_file, [f"num_samples={trials}"])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=space.seed))
+    times = []
+
+    def objective(trial):
+        begun = time.perf_counter()
+        session = PlainSession()
+        run_loop(space.run_config({**trial.params, **space.suggest(trial)}), session)
+        times.append(time.perf_counter() - begun)
+        return session.last[space.metric]
+
+    study.optimize(objective, n_trials=trials)
+    print(json.dumps({"trial_s": times, "total_s": time.perf_counter() - started}))
+
+
+def run(command: list[str], cwd: str) -> tuple[float, str, str]:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"{command[:4]} failed:\n{done.stderr[-3000:]}")
+    return wall, done.stdout, done.stderr
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--plain", help=argparse.SUPPRESS)  # internal: the plain loop's process
+    args = parser.parse_args()
+    if args.plain:
+        plain_loop(args.plain, args.trials)
+        return
+
+    work = tempfile.mkdtemp(prefix="hk_tune_overhead_")
+    space_file = str(Path(work) / "overhead.yaml")
+    Path(space_file).write_text(SPACE)
+    python = sys.executable
+    plain_wall, plain_out, _ = run(
+        [python, str(Path(__file__).resolve()), "--plain", space_file, "--trials",
+         str(args.trials)], work)
+    plain = json.loads(plain_out.strip().splitlines()[-1])
+    hk_tune = str(Path(python).with_name("hk-tune"))
+    search_wall, search_out, _ = run(
+        [hk_tune, "search", space_file, f"num_samples={args.trials}", "--json"], work)
+    summary = json.loads((Path(work) / "hk_tune_runs" / "overhead" / "summary.json").read_text())
+    timings = summary["timings_s"]
+    trial_s = [row["time_s"] for row in summary["results"]]
+    in_process = search_wall - sum(timings.values())
+    between = timings["trials"] - sum(trial_s)
+    ratio = search_wall / plain_wall
+    per_trial = (search_wall - plain_wall) / args.trials
+    steady = sorted(trial_s)[: max(1, len(trial_s) - 1)]  # all but the first (cold) trial
+    breakdown = {
+        "interpreter, imports, space check (s)": round(in_process, 1),
+        "ray start (s)": timings.get("ray start"),
+        "trials, as timed inside the actor (s)": round(sum(trial_s), 1),
+        "  first trial (imports + model load in the new actor) (s)": max(trial_s),
+        "  other trials, mean (s)": round(sum(steady) / len(steady), 2),
+        "Tune between trials (scheduling, actor reuse, reporting) (s)": round(between, 1),
+        "results, fANOVA, MLflow artifacts (s)": timings.get("results and MLflow"),
+        "plain loop: process total (s)": round(plain_wall, 1),
+        "plain loop: trials, mean (s)": round(sum(plain["trial_s"]) / args.trials, 2),
+        "plain loop: first trial (s)": round(plain["trial_s"][0], 2),
+    }
+    print(f"{args.trials} trials, one at a time")
+    print(f"hk-tune search: {search_wall:.1f} s   plain Optuna loop: {plain_wall:.1f} s")
+    for key, value in breakdown.items():
+        print(f"  {key:<66} {value}")
+    print(f"ratio {ratio:.2f}   per-trial overhead {per_trial:.2f} s")
+    if args.json:
+        print(json.dumps({"ratio": round(ratio, 3), "per_trial_overhead_s": round(per_trial, 2),
+                          "trials": args.trials, "search_s": round(search_wall, 1),
+                          "plain_s": round(plain_wall, 1), "breakdown": breakdown}))
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ A trial's config is what Optuna sampled (nested by Ray on `/`), or, for seed con
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -48,6 +49,22 @@ def cpus_per_trial(space: Space) -> float:
     """CPUs one trial occupies in all (the Train workers' own, for the `train` executor)."""
     workers = space.resources.get("num_workers", 1) if choose_executor(space) == "train" else 1
     return max(workers, 1) * space.resources.get("cpus_per_worker", 1.0)
+
+
+def gpus_per_trial(space: Space) -> float:
+    """GPUs one trial occupies in all: whole or fractional GPUs per worker, times its workers."""
+    workers = space.resources.get("num_workers", 1) if choose_executor(space) == "train" else 1
+    return max(workers, 1) * space.resources.get("gpus_per_worker", 0.0)
+
+
+def trials_that_fit(space: Space, cluster: dict[str, float]) -> int:
+    """How many trials `cluster`'s CPUs and GPUs (Ray's resource totals) hold at once, capped
+    by the space's `max_concurrent`: adding GPU nodes adds concurrency."""
+    fits = math.floor(cluster.get("CPU", 1.0) / cpus_per_trial(space) + 1e-9)
+    if gpus_per_trial(space) > 0:
+        fits = min(fits, math.floor(cluster.get("GPU", 0.0) / gpus_per_trial(space) + 1e-9))
+    fits = max(1, fits)  # none fit yet: one waits for the autoscaler to add a node
+    return min(fits, space.max_concurrent or fits)
 
 
 def trial_run_config(space: Space, config: dict[str, Any]) -> dict[str, Any]:

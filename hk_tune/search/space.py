@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -27,6 +28,7 @@ EXECUTORS = ("auto", "train", "inprocess")
 SCHEDULERS = ("none", "asha")
 SETTINGS = ("fixed", "search", "metric", "mode", "num_samples", "max_concurrent", "scheduler",
             "resources", "seed", "warm_start", "confirm", "executor", "name", "storage_path")
+STORAGE_ENV = "HK_TUNE_STORAGE_PATH"  # storage_path when neither the file nor overrides set it
 OFF = "off"  # the choice of a position switch that turns the position off (rate 0)
 
 
@@ -322,7 +324,8 @@ def build_space(raw: dict[str, Any], where: str) -> Space:
         confirm_seeds=_integer(confirm.get("seeds", 0), f"{where}: confirm.seeds", 0),
         executor=_choice(raw.get("executor", "auto"), EXECUTORS, f"{where}: executor"),
         name=str(raw.get("name")),
-        storage_path=str(raw.get("storage_path", "hk_tune_runs")),
+        # From the file or an override, else the environment (a cluster's shared storage).
+        storage_path=str(raw.get("storage_path") or os.environ.get(STORAGE_ENV, "hk_tune_runs")),
     )
     RunConfig.from_dict({**space.run_config({}), "name": space.name}, where=where)
     for point in space.warm_start_points():

@@ -11,7 +11,6 @@ The search folder is `storage_path/name` (never a timestamp): Tune's experiment,
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 from hk_tune.errors import ConfigError
 from hk_tune.search import confirm as confirmation
 from hk_tune.search import results
-from hk_tune.search.executor import build_trainable, choose_executor, cpus_per_trial
+from hk_tune.search.executor import build_trainable, choose_executor, trials_that_fit
 from hk_tune.search.space import Space, load_space
 
 SEARCH_STATE = "search.json"
@@ -163,12 +162,10 @@ def build_tuner(space: Space, folder: Path, tracker):
 
 
 def concurrency(space: Space) -> int:
-    """Trials at a time: what the cluster's CPUs hold, capped by the space's max_concurrent."""
+    """Trials at a time: what the cluster's CPUs and GPUs hold, capped by max_concurrent."""
     import ray
 
-    cpus = ray.cluster_resources().get("CPU", 1.0)
-    fits = max(1, math.floor(cpus / cpus_per_trial(space) + 1e-9))
-    return min(fits, space.max_concurrent or fits)
+    return trials_that_fit(space, ray.cluster_resources())
 
 
 class Timer:

@@ -104,5 +104,7 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(finished_search):
         assert "attn_logits.rate" in trial.data.params
         history = client.get_metric_history(trial.info.run_id, "eval_accuracy")
         assert [m.step for m in history][:1] == [2]
+    for run in confirmations:  # the confirmation's curve comes from Tune's per-trial history
+        assert client.get_metric_history(run.info.run_id, "eval_accuracy")
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"results.csv", "best_config.yaml", "confirmation.yaml"} <= artifacts
+    assert {"results.csv", "best_config.yaml", "confirmation.yaml", "curves.png"} <= artifacts

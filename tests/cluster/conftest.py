@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -111,3 +112,4 @@ def cluster_search(tmp_path_factory, tiny_models, toy_data, tracking_server):
         yield ClusterSearch(nodes, storage, tracking_server, summary, output)
     finally:
         nodes.stop()
+        shutil.rmtree(nodes.temp_dir, ignore_errors=True)  # Ray's session logs and sockets

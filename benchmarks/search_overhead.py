@@ -6,10 +6,12 @@ OptunaSearch, MLflow, the in-process executor) and through a plain in-process Op
 Both run in fresh processes, one trial at a time (equal concurrency), the same MiniLM + LoRA
 training function (`hk_tune.train.loop.run_loop`) on the same tiny budget, so a trial's training
 is ~1-2 s and the difference is overhead. Prints the wall-time ratio, the per-trial overhead
-((search - plain) / N) and where the search's time went: interpreter and imports, Ray start,
-the trials as Tune timed them inside the actor, Tune's own time between trials, and the end
-(ranking, fANOVA, MLflow artifacts). With `--json` the last line is a JSON object with `ratio`
-and `per_trial_overhead_s`.
+((search - plain) / N) and where the search's time went: interpreter and imports, the model
+and data check, Ray start (the MLflow set-up runs meanwhile), the trials as Tune timed them
+inside the actor, Tune's own time between trials, and the end (ranking, fANOVA, MLflow
+artifacts). With `--json` the last line is a JSON object with `ratio` and `per_trial_overhead_s`. It also times, in fresh processes, what no Ray search goes below
+(Ray's start, a new process importing torch + transformers + peft and loading the model) and
+prints the ratio if only those remained.
 
 Targets (issue 4): per-trial overhead <= 5 s and ratio <= 1.2.
 """
@@ -88,6 +90,33 @@ def plain_loop(space_file: str, trials: int) -> None:
     print(json.dumps({"trial_s": times, "total_s": time.perf_counter() - started}))
 
 
+# The fixed costs a Ray search cannot go below, each timed in a fresh process: local Ray's start,
+# and the new trial actor's imports and model load (the driver's own imports overlap neither).
+RAY_START = """
+import time, ray
+started = time.perf_counter()
+ray.init(log_to_driver=False, configure_logging=False)
+print(time.perf_counter() - started)
+"""
+COLD_TRIAL = """
+import time
+started = time.perf_counter()
+import peft, torch, transformers
+from hk_tune.train.model import ModelSettings, LoraSettings, build_model
+build_model(ModelSettings(name="minilm"), LoraSettings(), "classification", 2, 0)
+print(time.perf_counter() - started)
+"""
+
+
+def floor_costs(cwd: str) -> dict[str, float]:
+    """Ray start and a cold trial process, each in its own fresh interpreter."""
+    costs = {}
+    for name, script in (("ray start", RAY_START), ("cold trial process", COLD_TRIAL)):
+        _, out, _ = run([sys.executable, "-c", script], cwd)
+        costs[name] = round(float(out.strip().splitlines()[-1]), 1)
+    return costs
+
+
 def run(command: list[str], cwd: str) -> tuple[float, str, str]:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
@@ -121,15 +150,20 @@ def main() -> None:
         [hk_tune, "search", space_file, f"num_samples={args.trials}", "--json"], work)
     summary = json.loads((Path(work) / "hk_tune_runs" / "overhead" / "summary.json").read_text())
     timings = summary["timings_s"]
+    floor = floor_costs(work)
     trial_s = [row["time_s"] for row in summary["results"]]
     in_process = search_wall - sum(timings.values())
     between = timings["trials"] - sum(trial_s)
     ratio = search_wall / plain_wall
     per_trial = (search_wall - plain_wall) / args.trials
     steady = sorted(trial_s)[: max(1, len(trial_s) - 1)]  # all but the first (cold) trial
+    floor_s = plain_wall + sum(floor.values())
     breakdown = {
-        "interpreter, imports, space check (s)": round(in_process, 1),
-        "ray start (s)": timings.get("ray start"),
+        "interpreter, imports, space check, exit (s)": round(in_process, 1),
+        "model and data check (s)": timings.get("model and data check"),
+        "ray start, MLflow set-up meanwhile (s)": timings.get(
+            "ray start (MLflow set-up meanwhile)"),
+        "MLflow set-up, rest not overlapped (s)": timings.get("MLflow set-up (rest)"),
         "trials, as timed inside the actor (s)": round(sum(trial_s), 1),
         "  first trial (imports + model load in the new actor) (s)": max(trial_s),
         "  other trials, mean (s)": round(sum(steady) / len(steady), 2),
@@ -138,14 +172,21 @@ def main() -> None:
         "plain loop: process total (s)": round(plain_wall, 1),
         "plain loop: trials, mean (s)": round(sum(plain["trial_s"]) / args.trials, 2),
         "plain loop: first trial (s)": round(plain["trial_s"][0], 2),
+        "floor: ray start alone (s)": floor["ray start"],
+        "floor: new process importing torch+transformers+peft, loading the model (s)":
+            floor["cold trial process"],
     }
     print(f"{args.trials} trials, one at a time")
     print(f"hk-tune search: {search_wall:.1f} s   plain Optuna loop: {plain_wall:.1f} s")
     for key, value in breakdown.items():
         print(f"  {key:<66} {value}")
     print(f"ratio {ratio:.2f}   per-trial overhead {per_trial:.2f} s")
+    print(f"bound: plain loop + Ray start + one cold trial process = {floor_s:.1f} s, ratio "
+          f"{floor_s / plain_wall:.2f}, per-trial overhead "
+          f"{(floor_s - plain_wall) / args.trials:.2f} s")
     if args.json:
         print(json.dumps({"ratio": round(ratio, 3), "per_trial_overhead_s": round(per_trial, 2),
+                          "floor_ratio": round(floor_s / plain_wall, 3),
                           "trials": args.trials, "search_s": round(search_wall, 1),
                           "plain_s": round(plain_wall, 1), "breakdown": breakdown}))
 

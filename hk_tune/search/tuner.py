@@ -10,6 +10,7 @@ The search folder is `storage_path/name` (never a timestamp): Tune's experiment,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -70,31 +71,80 @@ def start_ray(address: str | None) -> None:
         ray.init(address=address, log_to_driver=True, configure_logging=False)
 
 
+class InBackground:
+    """`fn()` in a background thread; `result` waits and returns its value or re-raises.
+
+    The search sets up MLflow this way while the main thread starts Ray: local Ray takes 4-5 s,
+    mostly its own processes starting, which leaves the driver's core free. (`ray.init` itself
+    must run in the main thread: started from another one, its GCS client loses the connection.)
+    """
+
+    def __init__(self, fn):
+        import threading
+
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn) -> None:
+        try:
+            self._value = fn()
+        except BaseException as error:  # handed to the main thread by result()
+            self._error = error
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 def run_search(space: Space, options: SearchOptions) -> dict[str, Any]:
     """Runs a whole search: checks, Tune, confirmation, results. Returns the summary."""
     from hk_tune.tracking import SearchTracker
     from hk_tune.train.run_config import RunConfig
     from hk_tune.train.trainer import check
 
+    timer = Timer()
     check(RunConfig.from_dict(space.run_config({}), where=space.file))
-    tracker = SearchTracker(options.tracking_uri)
-    tracker.check()
     folder = search_folder(space)
     if (folder / SEARCH_STATE).exists():
         raise ConfigError(f"{space.file}: name: a search named {space.name!r} exists in "
                           f"{folder}; continue it with `hk-tune resume {folder}` or set name=...")
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(options.space_file, folder / SPACE_COPY)
-    parent = tracker.start_search(space.name, options.space_file, space.fixed, space.seed,
-                                  tags={"hk_tune.space": Path(options.space_file).name})
-    state = {"overrides": [*options.overrides, f"name={space.name}",
-                           f"storage_path={Path(space.storage_path).expanduser().resolve()}"],
-             "address": options.address, "tracking_uri": tracker.tracking_uri,
-             "parent_run_id": parent, "space_file": options.space_file}
-    (folder / SEARCH_STATE).write_text(json.dumps(state, indent=1))
-    timer = Timer()
-    start_ray(options.address)
-    timer.lap("ray start")
+    timer.lap("model and data check")
+
+    def set_up_tracking():
+        tracker = SearchTracker(options.tracking_uri)
+        tracker.check()
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(options.space_file, folder / SPACE_COPY)
+        parent = tracker.start_search(space.name, options.space_file, space.fixed, space.seed,
+                                      tags={"hk_tune.space": Path(options.space_file).name})
+        state = {"overrides": [*options.overrides, f"name={space.name}",
+                               f"storage_path={Path(space.storage_path).expanduser().resolve()}"],
+                 "address": options.address, "tracking_uri": tracker.tracking_uri,
+                 "parent_run_id": parent, "space_file": options.space_file}
+        (folder / SEARCH_STATE).write_text(json.dumps(state, indent=1))
+        return tracker
+
+    # Bad input has failed by now, before Ray starts. The tracking store is checked while Ray
+    # starts: a store that does not answer stops Ray again before the error is reported.
+    import ray
+
+    ray_was_running = ray.is_initialized()
+    tracking = InBackground(set_up_tracking)
+    try:
+        start_ray(options.address)
+        timer.lap("ray start (MLflow set-up meanwhile)")
+        tracker = tracking.result()
+    except BaseException:
+        with contextlib.suppress(BaseException):  # Ray failed: let the set-up finish first
+            tracking.result()
+        if not ray_was_running and ray.is_initialized():
+            ray.shutdown()
+        raise
+    timer.lap("MLflow set-up (rest)")
     grid = build_tuner(space, folder, tracker).fit()
     timer.lap("trials")
     return finish(space, folder, grid, tracker, timer)

@@ -9,8 +9,8 @@ is ~1-2 s and the difference is overhead. Prints the wall-time ratio, the per-tr
 ((search - plain) / N) and where the search's time went: interpreter and imports, the model
 and data check, Ray start (the MLflow set-up runs meanwhile), the trials as Tune timed them
 inside the actor, Tune's own time between trials, and the end (ranking, fANOVA, MLflow
-artifacts). With `--json` the last line is a JSON object with `ratio` and `per_trial_overhead_s`. It also times, in fresh processes, what no Ray search goes below
-(Ray's start, a new process importing torch + transformers + peft and loading the model) and
+artifacts). With `--json` the last line is a JSON object with `ratio` and `per_trial_overhead_s`.
+It also times, in fresh processes, what no Ray search goes below (Ray's start, a new process importing torch + transformers + peft and loading the model) and
 prints the ratio if only those remained.
 
 Targets (issue 4): per-trial overhead <= 5 s and ratio <= 1.2.

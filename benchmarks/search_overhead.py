@@ -10,8 +10,9 @@ is ~1-2 s and the difference is overhead. Prints the wall-time ratio, the per-tr
 and data check, Ray start (the MLflow set-up runs meanwhile), the trials as Tune timed them
 inside the actor, Tune's own time between trials, and the end (ranking, fANOVA, MLflow
 artifacts). With `--json` the last line is a JSON object with `ratio` and `per_trial_overhead_s`.
-It also times, in fresh processes, what no Ray search goes below (Ray's start, a new process importing torch + transformers + peft and loading the model) and
-prints the ratio if only those remained.
+It also times, in fresh processes, what no Ray search goes below (Ray's start, a new process
+importing torch + transformers + peft and loading the model) and prints the ratio if only those
+remained.
 
 Targets (issue 4): per-trial overhead <= 5 s and ratio <= 1.2.
 """

@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_command(args: argparse.Namespace) -> int:
     """`hk-tune train`: validate everything, fit on Ray Train, print the curves and a summary."""
+    from hk_tune.train import storage
     from hk_tune.train.run_config import load_run_config
     from hk_tune.train.trainer import check, fit, storage_folder
 
@@ -89,8 +90,8 @@ def train_command(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     print(describe(cfg), flush=True)
-    run_folder = storage_folder(cfg) / cfg.name
-    if run_folder.exists():
+    run_folder = storage.join(storage_folder(cfg), cfg.name)
+    if storage.exists(run_folder):
         print(f"continuing run {cfg.name!r} from its latest checkpoint in {run_folder} "
               "(set name=... to start a new run)", flush=True)
 

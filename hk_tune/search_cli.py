@@ -86,9 +86,18 @@ def resume_command(args: argparse.Namespace) -> int:
 
 
 def best_command(args: argparse.Namespace) -> int:
-    from hk_tune.search.results import read_summary
+    from hk_tune.search import results
+    from hk_tune.train import storage
 
-    summary = read_summary(args.path)
+    summary = results.read_summary(args.path)
+    if storage.is_uri(args.path):
+        # The summary's local copy of the best configuration lives on the machine that ran the
+        # search; write one here so `hk-tune train` can take it.
+        path = results.local_best_config_path(summary["name"])
+        results.write_best_config(str(path), summary["best_config"], (
+            f"The best configuration of search {summary['name']!r}, from {args.path}. "
+            f"Train it with:\n\n  hk-tune train {path}"))
+        summary["best_config_path"] = str(path)
     print(format_best(summary))
     if args.json:
         from hk_tune.search.results import json_line

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hk_tune.search.space import Space
+from hk_tune.train import storage
 
 SUMMARY = "summary.json"
 BEST_CONFIG = "best_config.yaml"
@@ -96,25 +97,34 @@ def best_run_config(space: Space, sampled: dict[str, Any], name: str) -> dict[st
     return out
 
 
-def write_best_config(path: Path, config: dict[str, Any], header: str) -> None:
+def write_best_config(path: str, config: dict[str, Any], header: str) -> None:
+    """Writes the `hk-tune train` YAML to `path`, a local path or an object-store URI."""
     import yaml
 
     comment = "".join(f"# {line}\n" for line in header.splitlines())
-    path.write_text(comment + yaml.safe_dump(config, sort_keys=False))
+    storage.write_text(path, comment + yaml.safe_dump(config, sort_keys=False))
 
 
-def write_summary(folder: Path, summary: dict[str, Any]) -> None:
-    (folder / SUMMARY).write_text(json.dumps(summary, indent=1, sort_keys=True, default=str))
+def local_best_config_path(name: str) -> Path:
+    """Where a search with remote storage also puts its best configuration: the working
+    folder, named after the search, since `hk-tune train` reads local files."""
+    return Path.cwd() / f"{name}_{BEST_CONFIG}"
 
 
-def read_summary(folder: Path) -> dict[str, Any]:
+def write_summary(folder: str, summary: dict[str, Any]) -> None:
+    storage.write_text(storage.join(folder, SUMMARY),
+                       json.dumps(summary, indent=1, sort_keys=True, default=str))
+
+
+def read_summary(folder: str) -> dict[str, Any]:
+    """The summary of the finished search in `folder` (a local path or a URI)."""
     from hk_tune.errors import ConfigError
 
-    path = Path(folder) / SUMMARY
-    if not path.exists():
+    path = storage.join(storage.resolve(folder), SUMMARY)
+    if not storage.exists(path):
         raise ConfigError(f"{folder}: no finished search here (no {SUMMARY}); "
                           "give the search's folder, e.g. hk_tune_runs/quickstart")
-    return json.loads(path.read_text())
+    return json.loads(storage.read_text(path))
 
 
 def json_line(summary: dict[str, Any]) -> str:

@@ -6,6 +6,8 @@ confirmation, the ranked results, the best configuration and MLflow.
 
 The search folder is `storage_path/name` (never a timestamp): Tune's experiment, `search.json`
 (what resume needs), a copy of the space file, `confirm/`, `best_config.yaml`, `summary.json`.
+storage_path may be an object-store URI (`hk_tune.train.storage`); then the best configuration
+is also written to `./<name>_best_config.yaml`, so `hk-tune train` can take it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from hk_tune.search import confirm as confirmation
 from hk_tune.search import results
 from hk_tune.search.executor import build_trainable, choose_executor, trials_that_fit
 from hk_tune.search.space import Space, load_space
+from hk_tune.train import storage
 
 SEARCH_STATE = "search.json"
 SPACE_COPY = "space.yaml"
@@ -57,8 +60,9 @@ class SearchOptions:
     tracking_uri: str | None = None
 
 
-def search_folder(space: Space) -> Path:
-    return Path(space.storage_path).expanduser().resolve() / space.name
+def search_folder(space: Space) -> str:
+    """`storage_path/name`: an absolute local path or an object-store URI."""
+    return storage.join(storage.resolve(space.storage_path), space.name)
 
 
 def start_ray(address: str | None) -> None:
@@ -109,7 +113,7 @@ def run_search(space: Space, options: SearchOptions) -> dict[str, Any]:
     timer = Timer()
     check(RunConfig.from_dict(space.run_config({}), where=space.file))
     folder = search_folder(space)
-    if (folder / SEARCH_STATE).exists():
+    if storage.exists(storage.join(folder, SEARCH_STATE)):
         raise ConfigError(f"{space.file}: name: a search named {space.name!r} exists in "
                           f"{folder}; continue it with `hk-tune resume {folder}` or set name=...")
     timer.lap("model and data check")
@@ -117,15 +121,15 @@ def run_search(space: Space, options: SearchOptions) -> dict[str, Any]:
     def set_up_tracking():
         tracker = SearchTracker(options.tracking_uri)
         tracker.check()
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(options.space_file, folder / SPACE_COPY)
+        storage.write_text(storage.join(folder, SPACE_COPY),
+                           Path(options.space_file).read_text())
         parent = tracker.start_search(space.name, options.space_file, space.fixed, space.seed,
                                       tags={"hk_tune.space": Path(options.space_file).name})
         state = {"overrides": [*options.overrides, f"name={space.name}",
-                               f"storage_path={Path(space.storage_path).expanduser().resolve()}"],
+                               f"storage_path={storage.resolve(space.storage_path)}"],
                  "address": options.address, "tracking_uri": tracker.tracking_uri,
                  "parent_run_id": parent, "space_file": options.space_file}
-        (folder / SEARCH_STATE).write_text(json.dumps(state, indent=1))
+        storage.write_text(storage.join(folder, SEARCH_STATE), json.dumps(state, indent=1))
         return tracker
 
     # Bad input has failed by now, before Ray starts. The tracking store is checked while Ray
@@ -157,19 +161,19 @@ def resume_search(folder: str | Path, address: str | None = None) -> dict[str, A
 
     from hk_tune.tracking import SearchTracker
 
-    folder = Path(folder).expanduser().resolve()
-    if not (folder / SEARCH_STATE).exists():
+    folder = storage.resolve(folder)
+    if not storage.exists(storage.join(folder, SEARCH_STATE)):
         raise ConfigError(f"{folder}: not a search folder (no {SEARCH_STATE}); give "
                           "storage_path/name of a search, e.g. hk_tune_runs/quickstart")
-    state = json.loads((folder / SEARCH_STATE).read_text())
-    space = load_space(folder / SPACE_COPY, state["overrides"])
+    state = json.loads(storage.read_text(storage.join(folder, SEARCH_STATE)))
+    space = _load_space_copy(folder, state["overrides"])
     tracker = SearchTracker(state["tracking_uri"])
     tracker.check()
     tracker.attach_search(state["parent_run_id"])
     start_ray(address or state.get("address"))
-    if (folder / "tuner.pkl").exists():
+    if storage.exists(storage.join(folder, "tuner.pkl")):
         tuner = ray.tune.Tuner.restore(
-            str(folder), trainable=build_trainable(space, str(folder / "train")),
+            folder, trainable=build_trainable(space, storage.join(folder, "train")),
             resume_unfinished=True, resume_errored=True)
         # Tuner.restore takes no RunConfig; the pickled one holds callbacks without a tracker
         # (see TrackingCallback.__getstate__), so hand it this session's.
@@ -179,7 +183,19 @@ def resume_search(folder: str | Path, address: str | None = None) -> dict[str, A
     return finish(space, folder, tuner.fit(), tracker)
 
 
-def build_tuner(space: Space, folder: Path, tracker):
+def _load_space_copy(folder: str, overrides: list[str]) -> Space:
+    """The space file copied into the search folder; fetched first when the folder is remote,
+    since the space loader reads local files."""
+    copy = storage.join(folder, SPACE_COPY)
+    if not storage.is_uri(copy):
+        return load_space(copy, overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp, SPACE_COPY)
+        local.write_text(storage.read_text(copy))
+        return load_space(local, overrides)
+
+
+def build_tuner(space: Space, folder: str, tracker):
     """The Tuner: OptunaSearch (seeded TPE, presets enqueued first), ASHA if asked, resources
     and concurrency from the space and the cluster."""
     import optuna
@@ -200,13 +216,14 @@ def build_tuner(space: Space, folder: Path, tracker):
                                   grace_period=space.grace_period,
                                   reduction_factor=space.reduction_factor)
     return ray.tune.Tuner(
-        build_trainable(space, str(folder / "train")),
+        build_trainable(space, storage.join(folder, "train")),
         tune_config=ray.tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=space.num_samples,
             max_concurrent_trials=concurrency(space),
             reuse_actors=choose_executor(space) == "inprocess",
             trial_dirname_creator=trial_folder),
-        run_config=_tune_run_config(space.name, folder.parent, _callbacks(space, tracker)),
+        run_config=_tune_run_config(space.name, storage.resolve(space.storage_path),
+                                    _callbacks(space, tracker)),
     )
 
 
@@ -233,7 +250,7 @@ class Timer:
         self._last = now
 
 
-def finish(space: Space, folder: Path, grid, tracker, timer: Timer | None = None
+def finish(space: Space, folder: str, grid, tracker, timer: Timer | None = None
            ) -> dict[str, Any]:
     """Ranks the trials, confirms the top-k with more seeds, writes the best configuration and
     the summary, and closes the MLflow parent run."""
@@ -260,10 +277,16 @@ def finish(space: Space, folder: Path, grid, tracker, timer: Timer | None = None
         timer.lap("confirmation")
         best = next(r for r in rows if r["trial_id"] == summary_confirm["winner"]["trial_id"])
     best_config = results.best_run_config(space, best["sampled"], f"{space.name}_best")
-    best_path = folder / results.BEST_CONFIG
-    results.write_best_config(best_path, best_config, (
-        f"The best configuration of search {space.name!r} ({best['name']}, {space.metric} "
-        f"{best['metric']:.4f}). Train it with:\n\n  hk-tune train {best_path}"))
+    best_path = storage.join(folder, results.BEST_CONFIG)
+    about = (f"The best configuration of search {space.name!r} ({best['name']}, {space.metric} "
+             f"{best['metric']:.4f}).")
+    best_uri = None
+    if storage.is_uri(folder):
+        # `hk-tune train` reads a local file; the bucket keeps the search's own copy.
+        results.write_best_config(best_path, best_config, about)
+        best_uri, best_path = best_path, str(results.local_best_config_path(space.name))
+    results.write_best_config(best_path, best_config,
+                              f"{about} Train it with:\n\n  hk-tune train {best_path}")
     importances = results.importances(space, rows)
     tracker.finish_search(_public(rows), best_config, space.metric, space.mode,
                           importances=importances, histories=histories,
@@ -274,7 +297,8 @@ def finish(space: Space, folder: Path, grid, tracker, timer: Timer | None = None
         "metric": space.metric, "mode": space.mode, "results": _public(rows),
         "best": {"trial_id": best["trial_id"], "name": best["name"], "metric": best["metric"],
                  "params": _params(best)},
-        "best_config": best_config, "best_config_path": str(best_path),
+        "best_config": best_config, "best_config_path": best_path,
+        "best_config_uri": best_uri,
         "confirmation": summary_confirm, "importances": importances,
         "parent_run_id": tracker.parent_run_id, "experiment_id": tracker.experiment_id,
         "tracking_uri": tracker.tracking_uri, "tracking_gaps": tracker.gaps(),
@@ -287,14 +311,14 @@ def finish(space: Space, folder: Path, grid, tracker, timer: Timer | None = None
     return summary
 
 
-def _run_plain(space: Space, folder: Path, param_space: dict, name: str):
+def _run_plain(space: Space, folder: str, param_space: dict, name: str):
     """A plain Tune experiment (no searcher) in the search folder, resumed if it exists."""
     import ray.tune
 
-    trainable = build_trainable(space, str(folder / "train"))
-    path = folder / name
-    if (path / "tuner.pkl").exists():
-        tuner = ray.tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    trainable = build_trainable(space, storage.join(folder, "train"))
+    path = storage.join(folder, name)
+    if storage.exists(storage.join(path, "tuner.pkl")):
+        tuner = ray.tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     else:
         tuner = ray.tune.Tuner(
             trainable, param_space=param_space,
@@ -310,11 +334,11 @@ def trial_folder(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _tune_run_config(name: str, storage: Path, callbacks: list):
+def _tune_run_config(name: str, storage_path: str, callbacks: list):
     import ray.tune
 
     return ray.tune.RunConfig(
-        name=name, storage_path=str(storage), callbacks=callbacks, verbose=1,
+        name=name, storage_path=storage_path, callbacks=callbacks, verbose=1,
         failure_config=ray.tune.FailureConfig(max_failures=0),
         checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=1))
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hk_tune.train import storage
 from hk_tune.train.run_config import RunConfig
 
 if TYPE_CHECKING:
@@ -47,9 +47,10 @@ def check(cfg: RunConfig) -> None:
     load_task(cfg.data)
 
 
-def storage_folder(cfg: RunConfig) -> Path:
-    """Absolute, since Ray workers run in their own working directories."""
-    return Path(cfg.storage_path).expanduser().resolve()
+def storage_folder(cfg: RunConfig) -> str:
+    """An absolute local path (Ray workers run in their own working directories) or the
+    object-store URI as given, which Ray Train opens itself (`hk_tune.train.storage`)."""
+    return storage.resolve(cfg.storage_path)
 
 
 def build_trainer(cfg: RunConfig, callbacks: list | None = None) -> TorchTrainer:
@@ -82,7 +83,7 @@ def build_trainer(cfg: RunConfig, callbacks: list | None = None) -> TorchTrainer
         ),
         run_config=ray.train.RunConfig(
             name=cfg.name,
-            storage_path=str(storage_folder(cfg)),
+            storage_path=storage_folder(cfg),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             # The loop prints one line per evaluation; Ray Train's INFO lines repeat each
             # report's metrics and checkpoint path. Warnings and errors still show.

@@ -1,0 +1,76 @@
+"""Where runs and searches keep their files: `storage_path` is a local folder, a folder every
+node mounts (NFS), or an object-store URI (`s3://bucket/prefix`, `gs://bucket/prefix`, MinIO
+through S3 with `AWS_ENDPOINT_URL`).
+
+Ray Train and Tune open URIs themselves through `pyarrow.fs`; hk_tune's own small files
+(search state, space copy, summary, best configuration) go through the same `pyarrow.fs`
+filesystem here, so one storage_path names one place for both. Local paths stay plain
+`pathlib` paths, made absolute because Ray workers run in their own working directories.
+
+    folder = join(resolve("s3://bucket/runs"), "quickstart")   # s3://bucket/runs/quickstart
+    write_text(join(folder, "summary.json"), text)
+
+A URI may carry pyarrow's query options (`s3://bucket/runs?endpoint_override=host:9000`);
+`join` keeps them at the end, where pyarrow reads them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def is_uri(path: str | Path) -> bool:
+    """True for `scheme://...` (s3, gs, hdfs, file); False for a local or mounted path."""
+    return "://" in str(path)
+
+
+def resolve(path: str | Path) -> str:
+    """A URI as given (without a trailing slash); a local path absolute, `~` expanded."""
+    if is_uri(path):
+        base, sep, query = str(path).partition("?")
+        return base.rstrip("/") + sep + query
+    return str(Path(path).expanduser().resolve())
+
+
+def join(base: str | Path, *parts: str) -> str:
+    """`base/part/...`, with a URI's query options kept at the end."""
+    if not is_uri(base):
+        return str(Path(base, *parts))
+    path, sep, query = str(base).partition("?")
+    return "/".join([path.rstrip("/"), *parts]) + sep + query
+
+
+def exists(path: str | Path) -> bool:
+    if not is_uri(path):
+        return Path(path).exists()
+    import pyarrow.fs
+
+    filesystem, inner = _filesystem(path)
+    return filesystem.get_file_info(inner).type != pyarrow.fs.FileType.NotFound
+
+
+def read_text(path: str | Path) -> str:
+    if not is_uri(path):
+        return Path(path).read_text()
+    filesystem, inner = _filesystem(path)
+    with filesystem.open_input_stream(inner) as stream:
+        return stream.read().decode()
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Writes `text` to `path`, creating a local path's folders (object stores have none)."""
+    if not is_uri(path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+        return
+    filesystem, inner = _filesystem(path)
+    with filesystem.open_output_stream(inner) as stream:
+        stream.write(text.encode())
+
+
+def _filesystem(uri: str | Path):
+    """The pyarrow filesystem of `uri` and the path inside it. S3 reads its endpoint, keys and
+    region from the standard AWS environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)."""
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(str(uri))

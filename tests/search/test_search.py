@@ -108,3 +108,20 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(finished_search):
         assert client.get_metric_history(run.info.run_id, "eval_accuracy")
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"results.csv", "best_config.yaml", "confirmation.yaml", "curves.png"} <= artifacts
+
+
+def test_unreachable_tracking_server_fails_before_any_trial(tmp_path, tiny_models, toy_data,
+                                                            capsys):
+    """The store is checked while Ray starts: a server that does not answer is a one-line error
+    naming it, exit status 2, and no search is left behind."""
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    space = tiny_space(tmp_path, tiny_models, toy_data)
+    uri = f"http://127.0.0.1:{port}"
+    assert cli.main(["search", space, "--tracking-uri", uri]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("hk-tune: error:") and uri in last
+    assert not (tmp_path / "runs" / "tiny" / "search.json").exists()

@@ -34,6 +34,11 @@ SPACE_COPY = "space.yaml"
 # per thread and reused actors run each trial in a new thread; Train's fixed waits go down.
 RAY_ENV = {
     "MALLOC_ARENA_MAX": "2",
+    # Tune snapshots the experiment state at most every 10 s by default, while a trial's older
+    # checkpoints are deleted as new ones arrive: a search killed in between resumes a trial from
+    # a checkpoint that no longer exists. Snapshot after every step instead (the state is small),
+    # and keep one checkpoint more than the newest (see `num_to_keep` below).
+    "TUNE_GLOBAL_CHECKPOINT_S": "0",
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_TRAIN_METRICS_ENABLED": "0",
@@ -340,7 +345,8 @@ def _tune_run_config(name: str, storage_path: str, callbacks: list):
     return ray.tune.RunConfig(
         name=name, storage_path=storage_path, callbacks=callbacks, verbose=1,
         failure_config=ray.tune.FailureConfig(max_failures=0),
-        checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=1))
+        # Two, not one: the last snapshot may name the checkpoint before the newest (RAY_ENV).
+        checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=2))
 
 
 def _callbacks(space: Space, tracker) -> list:

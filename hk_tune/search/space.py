@@ -223,18 +223,12 @@ def apply_space_overrides(raw: dict, overrides: Sequence[str], where: str) -> di
     """A copy of `raw` with each `key=value` applied (values parsed as YAML)."""
     import copy
 
-    import yaml
+    from hk_tune.train.run_config import parse_override
 
     raw = copy.deepcopy(raw)
     fixed = dict(raw.get("fixed") or {})
     for override in overrides:
-        key, sep, text = override.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{where}: override {override!r} is not key=value")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
+        key, value = parse_override(override, where)
         head, _, rest = key.partition(".")
         if head in ("search", "fixed"):
             raise ConfigError(f"{where}: override {key!r}: edit the file to change the search; "

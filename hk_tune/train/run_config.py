@@ -243,6 +243,20 @@ def load_run_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> R
     return RunConfig.from_dict(apply_overrides(raw, overrides, where), where=where)
 
 
+def parse_override(override: str, where: str) -> tuple[str, Any]:
+    """`key=value` -> (key, value parsed as YAML, so `optim.lr=1e-4` is a number; text that is
+    not YAML stays text)."""
+    import yaml
+
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"{where}: override {override!r} is not key=value")
+    try:
+        return key, yaml.safe_load(text)
+    except yaml.YAMLError:
+        return key, text
+
+
 def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str], where: str) -> dict:
     """Returns a copy of `raw` with each `section.key=value` applied.
 
@@ -250,17 +264,9 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str], where:
     """
     import copy
 
-    import yaml
-
     raw = copy.deepcopy(raw)
     for override in overrides:
-        key, sep, text = override.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{where}: override {override!r} is not key=value")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
+        key, value = parse_override(override, where)
         head, _, rest = key.partition(".")
         if not rest:
             raw[head] = value

@@ -137,18 +137,20 @@ class Space:
             params: parameter name (`dropout/attn_logits.rate`) -> value, as sampled.
             seed: the training seed, when not the fixed one (seed confirmation).
         """
+        from hk_tune.train.run_config import set_key
+
         raw: dict[str, Any] = {}
         for path, value in self.fixed.items():
-            assign(raw, path, value)
+            set_key(raw, path, value, self.file)
         for name, value in params.items():
             path = name.replace("/", ".", 1)
             if is_position_switch(path):
                 if value == OFF:
-                    assign(raw, f"{path}.rate", 0.0)
+                    set_key(raw, f"{path}.rate", 0.0, self.file)
                 else:
-                    assign(raw, f"{path}.pattern", value)
+                    set_key(raw, f"{path}.pattern", value, self.file)
             else:
-                assign(raw, path, value)
+                set_key(raw, path, value, self.file)
         if seed is not None:
             raw["seed"] = seed
         return raw
@@ -420,22 +422,6 @@ def is_position_switch(path: str) -> bool:
     return head == "dropout" and rest in POSITIONS
 
 
-def assign(raw: dict[str, Any], path: str, value: Any) -> None:
-    """Sets a dotted RunConfig key in a nested dict; dropout keys stay flat under `dropout`."""
-    head, _, rest = path.partition(".")
-    if not rest:
-        raw[head] = value
-        return
-    section = raw.get(head)
-    if head == "model" and isinstance(section, str):
-        section = {"name": section}
-    if head == "dropout" and isinstance(section, str):
-        section = {"preset": section}
-    section = dict(section or {})
-    section[rest] = value
-    raw[head] = section
-
-
 def walk(entries: Sequence[Entry]):
     """Every entry, nested branches included."""
     for entry in entries:
@@ -498,18 +484,18 @@ def _closest(entry: Entry, wanted: Any) -> Any:
 
 
 def _fixed_config(fixed: dict[str, Any], where: str):
-    from hk_tune.train.run_config import RunConfig
+    from hk_tune.train.run_config import RunConfig, set_key
 
     raw: dict[str, Any] = {}
     for path, value in fixed.items():
-        assign(raw, path, value)
+        set_key(raw, path, value, f"{where}: fixed")
     return RunConfig.from_dict(raw, where=f"{where}: fixed")
 
 
 def _check_value(base, entry: Entry, value: Any, where: str) -> None:
     """Builds a RunConfig with `value` at `entry.path` on top of the fixed ones."""
     from hk_tune.dropout.spec import PATTERNS
-    from hk_tune.train.run_config import RunConfig
+    from hk_tune.train.run_config import RunConfig, set_key
 
     key = f"{where}.{entry.path}"
     if value is not None and not isinstance(value, (str, int, float, bool)):
@@ -520,7 +506,7 @@ def _check_value(base, entry: Entry, value: Any, where: str) -> None:
         if value != OFF:
             raw["dropout"][f"{entry.path.split('.', 1)[1]}.pattern"] = value
     else:
-        assign(raw, entry.path, value)
+        set_key(raw, entry.path, value, where)
     try:
         RunConfig.from_dict(raw, where=where)
     except ConfigError as error:

@@ -266,24 +266,30 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str], where:
 
     raw = copy.deepcopy(raw)
     for override in overrides:
-        key, value = parse_override(override, where)
-        head, _, rest = key.partition(".")
-        if not rest:
-            raw[head] = value
-            continue
-        section = raw.get(head)
-        if head == "model" and isinstance(section, str):
-            section = {"name": section}
-        if head == "dropout" and isinstance(section, str):
-            section = {"preset": section}
-        if section is None:
-            section = {}
-        if not isinstance(section, dict):
-            raise ConfigError(f"{where}: {head}: is {section!r}, not a section; cannot set {key}")
-        section = _flatten(section) if head == "dropout" else section
-        section[rest] = value
-        raw[head] = section
+        set_key(raw, *parse_override(override, where), where)
     return raw
+
+
+def set_key(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """Sets the dotted `key` (`optim.lr`, `dropout.attn_logits.rate`) in the nested config dict
+    `raw`, in place. A string section is its short form (`model: minilm`, `dropout: hiddenkey`);
+    dropout keys stay flat under `dropout`."""
+    head, _, rest = key.partition(".")
+    if not rest:
+        raw[head] = value
+        return
+    section = raw.get(head)
+    if head == "model" and isinstance(section, str):
+        section = {"name": section}
+    if head == "dropout" and isinstance(section, str):
+        section = {"preset": section}
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: {head}: is {section!r}, not a section; cannot set {key}")
+    section = _flatten(section) if head == "dropout" else dict(section)
+    section[rest] = value
+    raw[head] = section
 
 
 # --- validation helpers -------------------------------------------------------------------

@@ -3,28 +3,45 @@
     spec = PRESETS["hiddenkey"]                     # or DropoutSpec.from_dict({...})
     handle = attach(peft_model, spec)               # before DDP; handle.remove() restores
     compute_loss(model, batch, handle, "classification").loss.backward()
+
+Names load on first use: validating a spec (`hk_tune.dropout.spec`, `presets`) needs no torch,
+so a search driver or the tracking layer checks configurations without importing it.
 """
 
-from hk_tune.dropout.attach import ARCHITECTURES, Attachment, attach
-from hk_tune.dropout.consistency import consistency_loss, kl_to_reference, symmetric_kl
-from hk_tune.dropout.presets import PRESETS, REFERENCES
-from hk_tune.dropout.spec import PATTERNS, POSITIONS, DropoutSpec, PositionSpec
-from hk_tune.dropout.step import TASKS, StepLoss, compute_loss
+from __future__ import annotations
 
-__all__ = [
-    "ARCHITECTURES",
-    "PATTERNS",
-    "POSITIONS",
-    "PRESETS",
-    "REFERENCES",
-    "TASKS",
-    "Attachment",
-    "DropoutSpec",
-    "PositionSpec",
-    "StepLoss",
-    "attach",
-    "compute_loss",
-    "consistency_loss",
-    "kl_to_reference",
-    "symmetric_kl",
-]
+import importlib
+from typing import Any
+
+# name -> the module that defines it
+_EXPORTS = {
+    "ARCHITECTURES": "attachment",
+    "Attachment": "attachment",
+    "attach": "attachment",
+    "consistency_loss": "consistency",
+    "kl_to_reference": "consistency",
+    "symmetric_kl": "consistency",
+    "PRESETS": "presets",
+    "REFERENCES": "presets",
+    "PATTERNS": "spec",
+    "POSITIONS": "spec",
+    "DropoutSpec": "spec",
+    "PositionSpec": "spec",
+    "TASKS": "step",
+    "StepLoss": "step",
+    "compute_loss": "step",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hk_tune.dropout' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"hk_tune.dropout.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

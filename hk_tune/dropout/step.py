@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from hk_tune.dropout.attach import Attachment
+from hk_tune.dropout.attachment import Attachment
 from hk_tune.dropout.consistency import consistency_loss
 
 TASKS = ("classification", "regression", "causal_lm")

@@ -11,7 +11,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-POSITIONS = ("attn_logits", "attn_weights", "ffn_hidden", "input", "output")
+from hk_tune.dropout.spec import POSITIONS  # the spec module itself imports no torch
+
 # The paper's names for each position, used in titles (DESIGN.md 2.1).
 METHODS = {
     "attn_logits": "DropKey",

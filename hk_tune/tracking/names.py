@@ -13,8 +13,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-# Same order as hk_tune.dropout.spec.POSITIONS; kept here so naming does not import torch.
-_POSITIONS = ("attn_logits", "attn_weights", "ffn_hidden", "input", "output")
+from hk_tune.dropout.spec import POSITIONS  # the spec module itself imports no torch
+
 _SHORT = {
     "attn_logits": "logits",
     "attn_weights": "weights",
@@ -43,7 +43,7 @@ def run_name(params: dict[str, Any]) -> str:
         return "hf_default"
     active = [
         (position, str(params.get(f"{position}.pattern") or "element"))
-        for position in _POSITIONS
+        for position in POSITIONS
         if _number(params.get(f"{position}.rate")) > 0
     ]
     loss = str(params.get("consistency.loss") or "none")
@@ -78,7 +78,7 @@ def _preset_shapes() -> dict[Shape, str]:
         if spec.stock_dropout:
             continue
         flat = spec.to_dict()
-        active = tuple((p, flat[f"{p}.pattern"]) for p in _POSITIONS if flat[f"{p}.rate"] > 0)
+        active = tuple((p, flat[f"{p}.pattern"]) for p in POSITIONS if flat[f"{p}.rate"] > 0)
         shapes.setdefault((active, flat["consistency.loss"]), name)
     return shapes
 

@@ -2,7 +2,7 @@
 
 The task picks the Auto class (sequence classification, regression as one-label classification,
 causal LM); the architecture picks the LoRA targets when the config names none. Nothing here knows
-about dropout: `hk_tune.dropout.attach` is applied to what `build_model` returns.
+about dropout: `hk_tune.dropout.attach` (in attachment.py) is applied to what `build_model` returns.
 """
 
 from __future__ import annotations

@@ -272,7 +272,7 @@ def finish(space: Space, folder: str, grid, tracker, timer: Timer | None = None
     if picked:
         print(f"confirming {len(picked)} configurations with {space.confirm_seeds} seeds",
               file=sys.stderr, flush=True)
-        runs = confirmation.confirm(space, picked, lambda ps, name: _run_plain(
+        runs = confirmation.confirm(space, picked, lambda ps, name: run_plain(
             space, folder, ps, name))
         for run in runs:
             row = next(r for r in picked if r["trial_id"] == run["confirms"])
@@ -316,7 +316,7 @@ def finish(space: Space, folder: str, grid, tracker, timer: Timer | None = None
     return summary
 
 
-def _run_plain(space: Space, folder: str, param_space: dict, name: str):
+def run_plain(space: Space, folder: str, param_space: dict, name: str):
     """A plain Tune experiment (no searcher) in the search folder, resumed if it exists."""
     import ray.tune
 

@@ -305,6 +305,19 @@ class SearchTracker:
                 self._report_gaps(parent, folder, lines, logged)
         return logged
 
+    def log_files(self, paths: list[Path]) -> list[str]:
+        """Logs extra files (a report, a figure) to the search's parent run, finished or not.
+
+        Returns:
+            The names of the files that reached it; the others are in `gaps()`.
+        """
+        parent = self._parent()
+        logged: list[str] = []
+        for path in paths:
+            self._guard.call(f"artifact {Path(path).name}",
+                             self._artifact(parent, Path(path), logged))
+        return logged
+
     @property
     def experiment_id(self) -> str | None:
         """The id of the experiment holding the search, once a search is started or attached."""

@@ -105,3 +105,20 @@ def test_silent_server_times_out_within_the_check_budget():
         with pytest.raises(TrackingError, match=uri):
             check_reachable(uri, timeout_s=0.5)
         assert time.monotonic() - started < 3
+
+
+def test_extra_files_reach_the_parent_after_it_finished(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = SearchTracker(uri)
+    parent = tiny_search.start(tracker, None)
+    tracker.finish_search([], {}, "eval_accuracy", "max")
+    report = tmp_path / "table.md"
+    report.write_text("| method | accuracy |\n")
+
+    assert tracker.log_files([report]) == ["table.md"]
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    assert "table.md" in [f.path for f in client.list_artifacts(parent)]
+    assert client.get_run(parent).info.status == "FINISHED"

@@ -46,6 +46,8 @@ def confirm(space: Space, picked: list[dict], run_experiment) -> list[dict]:
     """
     import ray.tune
 
+    from hk_tune.search.results import run_records
+
     seeds = extra_seeds(space)
     if not picked or not seeds:
         return []
@@ -53,21 +55,9 @@ def confirm(space: Space, picked: list[dict], run_experiment) -> list[dict]:
     results = run_experiment({"params": grid, "seed": ray.tune.grid_search(seeds)},
                              CONFIRM_FOLDER)
     by_params = {repr(sorted(row["sampled"].items())): row["trial_id"] for row in picked}
-    runs = []
-    for result in results:
-        config = result.config or {}
-        frame = result.metrics_dataframe
-        history = [] if frame is None else frame.to_dict("records")
-        runs.append({
-            "confirms": by_params.get(repr(sorted(config.get("params", {}).items()))),
-            "seed": config.get("seed"),
-            "value": (result.metrics or {}).get(space.metric),
-            "history": [{k: v for k, v in row.items() if isinstance(v, (int, float))}
-                        for row in history],
-            "final": {k: v for k, v in (result.metrics or {}).items()
-                      if isinstance(v, (int, float)) and not isinstance(v, bool)},
-        })
-    return runs
+    return [{"confirms": by_params.get(repr(sorted(record["params"].items()))),
+             "seed": record["seed"], "value": record["value"], "history": record["history"],
+             "final": record["final"]} for record in run_records(results, space.metric)]
 
 
 def summarize(space: Space, picked: list[dict], runs: list[dict],

@@ -44,6 +44,27 @@ def trial_rows(space: Space, result_grid, metric: str) -> tuple[list[dict], dict
     return rank(rows, space.mode), histories
 
 
+def run_records(result_grid, metric: str) -> list[dict[str, Any]]:
+    """One dict per run of a plain experiment whose configs are {"params": ..., "seed": n}
+    (seed confirmation, grids): params, seed, trial_id, status, error, value (`metric`),
+    history (one dict of numbers per evaluation) and final (the last numbers reported)."""
+    records = []
+    for result in result_grid:
+        config, metrics = result.config or {}, result.metrics or {}
+        frame = result.metrics_dataframe
+        history = [] if frame is None else [_plain(r) for r in frame.to_dict("records")]
+        records.append({
+            "params": config.get("params", {}), "seed": config.get("seed"),
+            "trial_id": metrics.get("trial_id") or Path(result.path).name,
+            "status": "errored" if result.error is not None else trial_status(metrics),
+            "error": None if result.error is None else str(result.error)[-500:],
+            "value": metrics.get(metric),
+            "history": [{k: v for k, v in row.items() if _is_number(v)} for row in history],
+            "final": {k: v for k, v in metrics.items() if _is_number(v)},
+        })
+    return records
+
+
 def trial_status(metrics: dict[str, Any]) -> str:
     """"completed" when the run reached its step budget, else "stopped" (by the scheduler)."""
     total = metrics.get("total_steps")

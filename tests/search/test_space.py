@@ -16,9 +16,9 @@ from hk_tune.train.run_config import RunConfig
 SPACES = sorted(Path(__file__).parents[2].joinpath("search_spaces").glob("*.yaml"))
 
 
-def test_the_five_spaces_ship():
+def test_the_shipped_spaces():
     assert {p.stem for p in SPACES} == {"quickstart", "paper", "hiddenkey", "positions",
-                                        "decoder"}
+                                        "decoder", "reproduce"}
 
 
 @pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])

@@ -1,8 +1,19 @@
-"""The one error type users see for bad input.
+"""The error types users see: bad input and a checkpoint that cannot be resumed.
 
-It names the file or section, the key and what is allowed.
+Each message is one line that names the file or section, the key and what to do.
 """
 
 
 class ConfigError(ValueError):
     """A configuration value, file or dataset that hk_tune refuses before spending any compute."""
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint folder that cannot be resumed from: a file is missing, truncated or not what
+    hk_tune wrote. The message names the folder and the file.
+
+    A `ConfigError`, since like bad input it is refused before any training, and the user must
+    act on a file (delete the run's folder, or set name=... to start a new run). Resuming never
+    falls back to training from scratch under the same name.
+    """
+

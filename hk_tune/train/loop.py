@@ -6,7 +6,7 @@ search also runs inside a Ray Tune trial (see `hk_tune.train.session`). It takes
 `prepare_model`, `prepare_data_loader`, `world`, `get_checkpoint` and `report` only.
 Each evaluation reports metrics with a checkpoint holding the LoRA adapter (never the base
 model) plus optimizer, scheduler, step and RNG state, so a run with the same name continues at
-the saved step with the same data order and dropout masks.
+the saved step with the same data order and dropout masks (`hk_tune.train.checkpoint`).
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hk_tune.train.checkpoint import load_checkpoint, save_checkpoint
+
 if TYPE_CHECKING:
     import torch
 
     from hk_tune.train.run_config import GenerationSettings, OptimSettings
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
-TRAINER_STATE = "trainer_state.pt"  # optimizer, scheduler and step, written by rank 0
-ADAPTER = "adapter_model.safetensors"  # peft's file name for the adapter weights
 
 
 def seed_everything(seed: int) -> None:
@@ -77,44 +77,6 @@ def build_train_loader(dataset, batch_size: int, pad_token_id: int, seed: int, r
 def model_inputs(batch: dict, device) -> dict[str, torch.Tensor]:
     """The tensors the model takes, on `device` (eval batches also carry generation columns)."""
     return {k: batch[k].to(device) for k in MODEL_INPUTS if k in batch}
-
-
-def save_checkpoint(folder: Path, peft_model, optimizer, scheduler, step: int, rank: int) -> None:
-    """Rank 0 writes the adapter and the trainer state; every rank writes its RNG state.
-
-    Ray Train merges the workers' folders into one checkpoint.
-    """
-    import numpy as np
-    import torch
-
-    if rank == 0:
-        peft_model.save_pretrained(folder)  # the adapter (and new task head) only
-        state = {"step": step, "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict()}
-        torch.save(state, folder / TRAINER_STATE)
-    rng = {"python": random.getstate(), "numpy": np.random.get_state(),
-           "torch": torch.get_rng_state()}
-    torch.save(rng, folder / f"rng_rank{rank}.pt")
-
-
-def load_checkpoint(folder: Path, peft_model, optimizer, scheduler, rank: int) -> int:
-    """Restores what `save_checkpoint` wrote; returns the step to continue from."""
-    import numpy as np
-    import torch
-    from peft.utils import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    set_peft_model_state_dict(peft_model, load_file(folder / ADAPTER))
-    state = torch.load(folder / TRAINER_STATE, weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    rng_file = folder / f"rng_rank{rank}.pt"
-    if rng_file.exists():  # absent when the run had fewer workers before
-        rng = torch.load(rng_file, weights_only=False)
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
-    return state["step"]
 
 
 def sum_across_workers(values: list[float]) -> list[float]:
@@ -297,7 +259,8 @@ def run_loop(config: dict, session) -> None:
     checkpoint = session.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            step = load_checkpoint(Path(folder), peft_model, optimizer, scheduler, rank)
+            step = load_checkpoint(Path(folder), peft_model, optimizer, scheduler, rank,
+                                   where=checkpoint.path)
         if rank == 0:
             print(f"resuming at step {step} of {total_steps}", file=sys.stderr, flush=True)
 

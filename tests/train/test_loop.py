@@ -13,7 +13,9 @@ import math
 import pytest
 import torch
 
-from hk_tune.train.loop import is_eval_step, load_checkpoint, save_checkpoint, step_budget
+from hk_tune.errors import CheckpointError
+from hk_tune.train.checkpoint import load_checkpoint, save_checkpoint
+from hk_tune.train.loop import is_eval_step, step_budget
 from hk_tune.train.run_config import OptimSettings, RunConfig
 from hk_tune.train.trainer import fit
 
@@ -93,42 +95,117 @@ def test_real_minilm_learns_an_easy_task(tiny_run):
     assert metrics["train_loss"] < 0.5
 
 
-def test_checkpoint_holds_only_the_adapter_and_restores_it(tiny_models, tmp_path):
-    from safetensors.torch import load_file
+def build_adapter_run(tiny_models):
+    """A tiny BERT + LoRA with AdamW and the linear schedule, from seed 0."""
     from transformers import get_linear_schedule_with_warmup
 
     from hk_tune.train.model import LoraSettings, ModelSettings, build_model
 
-    def build():
-        torch.manual_seed(0)
-        model = build_model(ModelSettings(name=tiny_models["bert"]), LoraSettings(),
-                            "classification", 2, 0)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=1e-2)
-        return model, optimizer, get_linear_schedule_with_warmup(optimizer, 1, 10)
+    torch.manual_seed(0)
+    model = build_model(ModelSettings(name=tiny_models["bert"]), LoraSettings(),
+                        "classification", 2, 0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-2)
+    return model, optimizer, get_linear_schedule_with_warmup(optimizer, 1, 10)
 
-    model, optimizer, scheduler = build()
+
+@pytest.fixture
+def saved_checkpoint(tiny_models, tmp_path):
+    """A checkpoint after 3 steps of a tiny BERT, in tmp_path / "checkpoint"."""
+    model, optimizer, scheduler = build_adapter_run(tiny_models)
     batch = {"input_ids": torch.tensor([[101, 2000, 102]]), "labels": torch.tensor([1])}
     for _ in range(3):
         model(**batch).loss.backward()
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad()
-    save_checkpoint(tmp_path, model, optimizer, scheduler, step=3, rank=0)
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    save_checkpoint(folder, model, optimizer, scheduler, step=3, rank=0)
+    return folder, model, optimizer
 
-    saved = load_file(tmp_path / "adapter_model.safetensors")
+
+def test_checkpoint_holds_only_the_adapter_and_restores_it(saved_checkpoint, tiny_models):
+    import random
+
+    import numpy as np
+    from safetensors.torch import load_file
+
+    folder, model, optimizer = saved_checkpoint
+    saved = load_file(folder / "adapter_model.safetensors")
     assert saved and all("lora_" in k or "classifier" in k for k in saved)  # no base weights
     n_saved = sum(t.numel() for t in saved.values())
     assert n_saved == sum(p.numel() for p in model.parameters() if p.requires_grad)
-    assert {p.name for p in tmp_path.iterdir()} >= {
+    assert {p.name for p in folder.iterdir()} >= {
         "adapter_model.safetensors", "adapter_config.json", "trainer_state.pt", "rng_rank0.pt"
     }
 
-    expected_draw = torch.rand(3)  # what the RNG gives right after the checkpoint
-    fresh, fresh_optimizer, fresh_scheduler = build()
-    assert load_checkpoint(tmp_path, fresh, fresh_optimizer, fresh_scheduler, rank=0) == 3
+    # What every generator gives right after the checkpoint.
+    expected = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    fresh, fresh_optimizer, fresh_scheduler = build_adapter_run(tiny_models)
+    assert load_checkpoint(folder, fresh, fresh_optimizer, fresh_scheduler, rank=0) == 3
     for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert fresh_scheduler.last_epoch == 3
-    assert fresh_optimizer.state_dict()["state"].keys() == optimizer.state_dict()["state"].keys()
-    assert torch.equal(torch.rand(3), expected_draw)
+    restored = fresh_optimizer.state_dict()["state"]
+    for index, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            assert torch.equal(torch.as_tensor(restored[index][key]), torch.as_tensor(value))
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1])
+    assert [random.random() for _ in range(3)] == expected[2]
+
+
+def test_checkpoint_files_load_without_unpickling(saved_checkpoint):
+    """weights_only loading refuses any object but tensors and plain containers: if the files
+    needed more, this load would raise."""
+    folder, _, _ = saved_checkpoint
+    for name in ("trainer_state.pt", "rng_rank0.pt"):
+        assert torch.load(folder / name, weights_only=True), name
+
+
+class Payload:
+    """An object a tampered checkpoint could carry; unpickling it would run its class's code."""
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def foreign_adapter(path):
+    from safetensors.torch import save_file
+
+    save_file({"lora_A.weight": torch.zeros(2, 2)}, path)
+
+
+# What is done to the checkpoint, and the file the error must name.
+DAMAGE = {
+    "adapter missing": (lambda f: (f / "adapter_model.safetensors").unlink(),
+                        "adapter_model.safetensors is missing"),
+    "adapter truncated": (lambda f: truncate(f / "adapter_model.safetensors"),
+                          "adapter_model.safetensors is damaged"),
+    "adapter of another model": (lambda f: foreign_adapter(f / "adapter_model.safetensors"),
+                                 "adapter_model.safetensors is damaged"),
+    "trainer state garbage": (lambda f: (f / "trainer_state.pt").write_bytes(b"\x00garbage" * 9),
+                              "trainer_state.pt is damaged"),
+    "trainer state missing": (lambda f: (f / "trainer_state.pt").unlink(),
+                              "trainer_state.pt is missing"),
+    "trainer state holds an object": (
+        lambda f: torch.save({"step": 3, "optimizer": Payload(), "scheduler": {}},
+                             f / "trainer_state.pt"),
+        "trainer_state.pt is damaged"),
+    "rng state truncated": (lambda f: truncate(f / "rng_rank0.pt"), "rng_rank0.pt is damaged"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_checkpoint_names_its_folder_and_file(saved_checkpoint, tiny_models, damage):
+    folder, _, _ = saved_checkpoint
+    spoil, message = DAMAGE[damage]
+    spoil(folder)
+    model, optimizer, scheduler = build_adapter_run(tiny_models)
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(folder, model, optimizer, scheduler, rank=0)
+    text = str(raised.value)
+    assert f"checkpoint {folder}: {message}" in text
+    assert "\n" not in text and "name=" in text  # one line that says what to do

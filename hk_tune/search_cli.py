@@ -65,16 +65,31 @@ def add_json(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def search_command(args: argparse.Namespace) -> int:
+    from hk_tune.errors import ConfigError
     from hk_tune.search import SearchOptions, load_space, run_search
 
     space = load_space(args.space, args.overrides)
     print(describe(space), flush=True)
     started = time.perf_counter()
-    summary = run_search(space, SearchOptions(space_file=args.space,
-                                              overrides=list(args.overrides),
-                                              address=args.address,
-                                              tracking_uri=args.tracking_uri))
+    try:
+        summary = run_search(space, SearchOptions(space_file=args.space,
+                                                  overrides=list(args.overrides),
+                                                  address=args.address,
+                                                  tracking_uri=args.tracking_uri))
+    except ConfigError as error:
+        raise in_file(error, args.space) from None
     return report(summary, args.json, time.perf_counter() - started)
+
+
+def in_file(error: Exception, file: str) -> Exception:
+    """`error` naming `file`: the search's model and data check reports the key and the value
+    but not the space file they came from. Subclasses (an unreachable tracking store, a
+    checkpoint) name their own place and are kept as they are."""
+    from hk_tune.errors import ConfigError
+
+    if type(error) is not ConfigError or str(error).startswith(f"{file}:"):
+        return error
+    return ConfigError(f"{file}: {error}")
 
 
 def resume_command(args: argparse.Namespace) -> int:

@@ -205,16 +205,10 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> Space:
     Raises:
         ConfigError: naming the file, the key and the allowed values.
     """
-    import yaml
+    from hk_tune.train.run_config import read_yaml
 
     where = str(path)
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except OSError as error:
-        raise ConfigError(f"{where}: cannot read the search space: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{where}: not valid YAML: {error}") from None
-    raw = {} if raw is None else raw
+    raw = read_yaml(path, "search space")
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of settings, got {type(raw).__name__}")
     raw.setdefault("name", Path(path).stem)
@@ -275,7 +269,9 @@ def build_space(raw: dict[str, Any], where: str) -> Space:
     entries = tuple(parse_entries(_mapping(raw.get("search") or {}, f"{where}: search"),
                                   f"{where}: search"))
     if not entries:
-        raise ConfigError(f"{where}: search: empty; give at least one searched key")
+        raise ConfigError(f"{where}: search: empty; give at least one searched key, e.g. "
+                          "dropout.attn_logits.rate: {type: grid, values: [0.05, 0.1]}; "
+                          f"allowed types: {list(TYPES)}")
     _check_repeats(entries, where)
     for entry in walk(entries):
         for value in entry.candidates():
@@ -497,7 +493,7 @@ def _check_value(base, entry: Entry, value: Any, where: str) -> None:
     from hk_tune.dropout.spec import PATTERNS
     from hk_tune.train.run_config import RunConfig, set_key
 
-    key = f"{where}.{entry.path}"
+    key = f"{where}: search.{entry.path}"
     if value is not None and not isinstance(value, (str, int, float, bool)):
         raise ConfigError(f"{key}: {value!r}: values must be strings, numbers or booleans")
     raw = base.to_dict()
@@ -510,7 +506,10 @@ def _check_value(base, entry: Entry, value: Any, where: str) -> None:
     try:
         RunConfig.from_dict(raw, where=where)
     except ConfigError as error:
-        raise ConfigError(f"{key}: {value!r} is not allowed ({error})") from None
+        # RunConfig names the file and the dotted key already; say it is a searched value.
+        reason = str(error).removeprefix(f"{where}: ")
+        raise ConfigError(f"{key}: the searched value {value!r} is not allowed: {reason}"
+                          ) from None
 
 
 def _check_repeats(entries: Sequence[Entry], where: str) -> None:

@@ -219,7 +219,9 @@ def _check_columns(rows: Dataset, splits: Splits, part: str) -> None:
             raise ConfigError(f"data.{role}={column!r} is not a column of {splits.name} ({part} "
                               f"split); columns: {', '.join(rows.column_names)}")
     if len(rows) == 0:
-        raise ConfigError(f"{splits.name}: the {part} split is empty")
+        key = "train_split" if part == "train" else "eval_split"
+        raise ConfigError(f"data.{key}: the {part} split of {splits.name} is empty; allowed: a "
+                          "split with at least one row")
 
 
 def _subset(rows: Dataset, limit: int | None, seed: int) -> Dataset:

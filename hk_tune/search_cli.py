@@ -12,6 +12,8 @@ import json
 import sys
 import time
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
 
 def add_commands(commands) -> None:
     """Adds search, resume, best, show and ui to the `hk-tune` subparsers."""
@@ -50,7 +52,9 @@ def add_commands(commands) -> None:
 
     ui = commands.add_parser("ui", help="the MLflow UI for the local tracking store")
     add_tracking(ui)
-    ui.add_argument("--host", default="127.0.0.1", help="interface (default loopback)")
+    ui.add_argument("--host", default="127.0.0.1",
+                    help="interface to listen on (default 127.0.0.1: this machine only; the UI "
+                    "has no login, so 0.0.0.0 lets anyone on the network read and delete runs)")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(command_fn=ui_command)
 
@@ -137,6 +141,11 @@ def show_command(args: argparse.Namespace) -> int:
 def ui_command(args: argparse.Namespace) -> int:
     from hk_tune.tracking import serve_ui, stop_ui, ui_url
 
+    if args.host not in LOOPBACK:
+        # The MLflow UI has no login: whoever reaches the port can read and delete every run.
+        print(f"hk-tune: warning: the MLflow UI listens on {args.host}:{args.port} with no "
+              "login; anyone who can reach that port can read and delete runs (the default, "
+              "--host 127.0.0.1, keeps it on this machine)", file=sys.stderr, flush=True)
     process = serve_ui(args.tracking_uri, host=args.host, port=args.port)
     print(f"MLflow UI at {ui_url(args.host, args.port)} (Ctrl-C stops it)", flush=True)
     try:

@@ -101,3 +101,26 @@ def test_help_lists_train():
 def test_missing_config_file(tmp_path, capsys):
     assert cli.main(["train", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml: cannot read the config" in capsys.readouterr().err
+
+
+def test_ui_listens_on_loopback_unless_told(tmp_path, capsys):
+    import inspect
+    import socket
+
+    from hk_tune.tracking import serve_ui
+
+    assert cli.build_parser().parse_args(["ui"]).host == "127.0.0.1"
+    assert inspect.signature(serve_ui).parameters["host"].default == "127.0.0.1"
+    # Another address warns before anything starts; the port taken here makes serve_ui refuse
+    # before it starts MLflow, so the test stays fast.
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        status = cli.main(["ui", "--host", "0.0.0.0", "--port", str(port),
+                           "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"])
+    assert status == 2
+    warning, error = capsys.readouterr().err.splitlines()
+    assert warning.startswith(f"hk-tune: warning: the MLflow UI listens on 0.0.0.0:{port} with "
+                              "no login")
+    assert f"cannot start the MLflow UI on 0.0.0.0:{port}" in error

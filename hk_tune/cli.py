@@ -6,6 +6,7 @@
     hk-tune best PATH [--json]
     hk-tune show SPACE [key=value ...] [-n N]
     hk-tune ui [--tracking-uri URI] [--host 127.0.0.1] [--port 5000]
+    hk-tune doctor [CONFIG_OR_SPACE] [key=value ...] [--address ADDR] [--tracking-uri URI]
 
 Bad input (config, overrides, model, data) is reported as one line naming the file, the key and
 what is allowed, with exit status 2, before Ray starts. Training progress goes to stderr; stdout
@@ -71,7 +72,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(command_fn=train_command)
     add_search_commands(commands)
+    doctor = commands.add_parser(
+        "doctor", help="check the environment a search needs",
+        description="Check what a search or run needs, one line per check (ok, or problem and "
+        "how to fix it): package pins, Ray (local Ray is not started: this machine's CPUs, GPUs "
+        "and memory are reported; --address connects to a cluster), whether trials fit, the "
+        "storage path, the tracking store, and for a given file its model (config and "
+        "tokenizer) and data. Exit status 0: all ok; 1: a problem; 2: bad input.")
+    doctor.add_argument("target", nargs="?", metavar="CONFIG_OR_SPACE",
+                        help="a run config or a search space (optional)")
+    doctor.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="overrides, as for train and search")
+    doctor.add_argument("--address", help="a running Ray cluster to connect to (default: report "
+                        "what local Ray would use, without starting it)")
+    doctor.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, "
+                        "else sqlite ./mlflow.db)")
+    doctor.set_defaults(command_fn=doctor_command)
     return parser
+
+
+def doctor_command(args: argparse.Namespace) -> int:
+    """`hk-tune doctor`: see `hk_tune.doctor`."""
+    from hk_tune.doctor import run
+
+    return run(args.target, args.overrides, args.address, args.tracking_uri)
 
 
 def train_command(args: argparse.Namespace) -> int:

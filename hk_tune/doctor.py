@@ -172,6 +172,14 @@ def _fit(target: Target, totals: dict[str, float], address: str | None) -> Check
                      f"{_amounts(totals)}, so none can start",
                      f"lower {keys} in {target.file}, or pass --address of a cluster that has "
                      "them (an autoscaling cluster adds such a node when a trial waits)")
+    usable = totals.get("usable_GPU")
+    if gpus and usable is not None and usable < gpus:
+        import torch
+
+        return Check("resources", False, f"a trial needs {_count(gpus, 'GPU')}; Ray sees "
+                     f"{_count(totals.get('GPU', 0), 'GPU')} here but torch {torch.__version__} "
+                     f"can use {usable:g}", "install a CUDA build of the pinned torch on this "
+                     "machine, or leave gpus out of the resources")
     if target.space is None:
         return Check("resources", True, f"the run needs {need}; {where} has them")
     return Check("resources", True, f"a trial needs {need}; {at_once} run at once on {where} "

@@ -127,6 +127,25 @@ def test_a_trial_that_cannot_fit_is_a_problem(tiny_models, toy_data, tmp_path, c
     assert "fix: lower resources.cpus_per_worker" in checks["resources"]
 
 
+def test_gpu_trials_need_a_torch_that_can_use_the_gpu(tiny_models, toy_data, tmp_path, capsys,
+                                                      no_ray_started, monkeypatch):
+    import torch
+
+    path = space_file(tiny_models, toy_data, tmp_path,
+                      resources={"num_workers": 1, "gpus_per_worker": 1})
+    if torch.cuda.is_available():
+        pytest.skip("torch here can use a GPU")
+    status, checks = doctor(capsys, str(path))
+    assert status == 1 and "so none can start" in checks["resources"]
+    # A GPU machine with this CPU-only torch: Ray would schedule GPU trials torch cannot run.
+    # (The driver's GPU count is replaced; this machine has no GPU to count.)
+    monkeypatch.setattr("hk_tune.search.resources._ray_gpus", lambda: 1)
+    status, checks = doctor(capsys, str(path))
+    assert status == 1
+    assert f"Ray sees 1 GPU here but torch {torch.__version__} can use 0" in checks["resources"]
+    assert "fix: install a CUDA build of the pinned torch" in checks["resources"]
+
+
 def test_unreachable_ray_address(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default tracking store and storage path live here
     status, checks = doctor(capsys, "--address", "127.0.0.1:1")

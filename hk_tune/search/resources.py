@@ -1,7 +1,7 @@
 """What trials would run on: this machine, counted without starting Ray, or a running cluster,
 read by connecting to it as a driver for a moment. `hk-tune doctor` reports both.
 
-    this_machine()              # {"CPU": 16.0, "GPU": 1.0, "memory": 1.3e11, "nodes": 1.0}
+    this_machine()              # {"CPU": 16.0, "GPU": 1.0, "memory": 1.3e11, "nodes": 1.0, ...}
     cluster_totals("head:6379") # the cluster's totals, as `ray.cluster_resources()` gives them
 """
 
@@ -15,14 +15,29 @@ CONNECT_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this 
 
 def this_machine() -> dict[str, float]:
     """The CPUs, GPUs and memory local Ray would use here (its defaults: every CPU this process
-    may run on, every visible CUDA device, the machine's memory), without starting it."""
+    may run on, every visible NVIDIA GPU, the machine's memory), without starting it.
+
+    `usable_GPU` is how many of those GPUs torch can use: Ray counts GPUs through the driver,
+    so a CPU build of torch on a GPU machine gets GPU trials it cannot run.
+    """
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"CPU": float(cpus or 1), "GPU": float(_visible_gpus()), "memory": float(memory),
-            "nodes": 1.0}
+    return {"CPU": float(cpus or 1), "GPU": float(_ray_gpus()), "memory": float(memory),
+            "nodes": 1.0, "usable_GPU": float(_torch_gpus())}
 
 
-def _visible_gpus() -> int:
+def _ray_gpus() -> int:
+    """NVIDIA GPUs as local Ray counts them: the driver's count, limited by
+    CUDA_VISIBLE_DEVICES. Ray's own accelerator manager (private, but Ray is pinned) so the
+    number is the one Ray will schedule with."""
+    from ray._private.accelerators import NvidiaGPUAcceleratorManager as Nvidia
+
+    count = Nvidia.get_current_node_num_accelerators()
+    visible = Nvidia.get_current_process_visible_accelerator_ids()
+    return min(count, len(visible)) if visible is not None else count
+
+
+def _torch_gpus() -> int:
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0

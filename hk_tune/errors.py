@@ -1,4 +1,4 @@
-"""The error types users see: bad input and a checkpoint that cannot be resumed.
+"""The error types users see: bad input, a checkpoint that cannot be resumed, a run that diverged.
 
 Each message is one line that names the file or section, the key and what to do.
 """
@@ -17,3 +17,7 @@ class CheckpointError(ConfigError):
     falls back to training from scratch under the same name.
     """
 
+
+class DivergedError(RuntimeError):
+    """The training loss became NaN or infinite; the message names the step and the setting to
+    change. Training stops there: every later step and evaluation would be NaN too."""

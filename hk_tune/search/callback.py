@@ -6,6 +6,8 @@ and its end as completed, stopped (by ASHA) or errored with the reason.
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -47,5 +49,28 @@ class TrackingCallback(Callback):
         self.tracker.trial_finished(trial.trial_id, trial_status(trial.last_result or {}))
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        reason = str(getattr(trial, "error_message", None) or trial.error_file or "error")
-        self.tracker.trial_finished(trial.trial_id, "errored", reason)
+        self.tracker.trial_finished(trial.trial_id, "errored", error_reason(trial))
+
+
+def error_reason(trial) -> str:
+    """Why a trial failed, in one line: the exception its trainable raised, e.g.
+    `DivergedError: step 3: loss is nan; ...`, else the last line of Tune's error file.
+
+    Tune has written the error beside the trial before this callback runs: pickled, as the
+    RayTaskError of the trial's actor (its `cause` is the trial's own exception), and as text.
+    """
+    import cloudpickle
+    from ray.exceptions import RayTaskError
+
+    error = None
+    with contextlib.suppress(Exception):  # absent or unreadable: the text file has it
+        error = cloudpickle.loads(Path(trial.pickled_error_file).read_bytes())
+    if isinstance(error, RayTaskError) and error.cause is not None:
+        error = error.cause
+    if error is not None and not isinstance(error, RayTaskError):
+        return f"{type(error).__name__}: {' '.join(str(error).split())}"
+    text = ""
+    with contextlib.suppress(Exception):
+        text = Path(trial.error_file).read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "error (no message)"

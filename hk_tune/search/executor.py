@@ -94,11 +94,11 @@ def run_trial(config: dict[str, Any], space: Space, executor: str, train_storage
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from hk_tune.train.run_config import RunConfig
-    from hk_tune.train.trainer import build_trainer
+    from hk_tune.train.trainer import build_trainer, fit_trainer
 
     trainer = build_trainer(RunConfig.from_dict(raw, where="trial"),
                             callbacks=[TuneReportCallback()])
-    trainer.fit()
+    fit_trainer(trainer)  # a diverged loss fails the trial as DivergedError, in one line
     time.sleep(REPORT_SETTLE_S)
 
 

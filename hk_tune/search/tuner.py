@@ -299,7 +299,7 @@ def finish(space: Space, folder: str, grid, tracker, timer: Timer | None = None
                           confirmation=summary_confirm)
     summary = {
         "name": space.name, "path": str(folder), "space_file": space.file,
-        "metric": space.metric, "mode": space.mode, "results": _public(rows),
+        "metric": space.metric, "mode": space.mode, "results": _with_errors(rows),
         "best": {"trial_id": best["trial_id"], "name": best["name"], "metric": best["metric"],
                  "params": _params(best)},
         "best_config": best_config, "best_config_path": best_path,
@@ -362,3 +362,16 @@ def _params(row: dict) -> dict:
 
 def _public(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in ("sampled", "error")} for row in rows]
+
+
+def _with_errors(rows: list[dict]) -> list[dict]:
+    """The summary's rows: an errored trial's row says why, in the error's last line (the
+    exception the trial raised, e.g. `hk_tune.errors.DivergedError: step 3: loss is nan; ...`;
+    the traceback above it is in the trial's error.txt)."""
+    return [{**public, "error": _last_line(row.get("error"))}
+            for public, row in zip(_public(rows), rows, strict=True)]
+
+
+def _last_line(text: str | None) -> str | None:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else None

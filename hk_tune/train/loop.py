@@ -6,7 +6,8 @@ search also runs inside a Ray Tune trial (see `hk_tune.train.session`). It takes
 `prepare_model`, `prepare_data_loader`, `world`, `get_checkpoint` and `report` only.
 Each evaluation reports metrics with a checkpoint holding the LoRA adapter (never the base
 model) plus optimizer, scheduler, step and RNG state, so a run with the same name continues at
-the saved step with the same data order and dropout masks (`hk_tune.train.checkpoint`).
+the saved step with the same data order and dropout masks (`hk_tune.train.checkpoint`). A loss
+that turns NaN or infinite stops the run with `DivergedError`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hk_tune.errors import DivergedError
 from hk_tune.train.checkpoint import load_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
@@ -77,6 +79,22 @@ def build_train_loader(dataset, batch_size: int, pad_token_id: int, seed: int, r
 def model_inputs(batch: dict, device) -> dict[str, torch.Tensor]:
     """The tensors the model takes, on `device` (eval batches also carry generation columns)."""
     return {k: batch[k].to(device) for k in MODEL_INPUTS if k in batch}
+
+
+def check_finite(loss: float, step: int, lr: float) -> None:
+    """Raises `DivergedError` when the loss is NaN or infinite.
+
+    Once the loss is not finite, the weights the optimizer writes from it are not either, and
+    every later step and evaluation is NaN: stop at once and say what to change.
+
+    Args:
+        loss: this step's loss (task loss plus the weighted consistency loss).
+        step: the step computing it, counted from 1.
+        lr: the configured peak learning rate, named in the message.
+    """
+    if not math.isfinite(loss):
+        raise DivergedError(f"step {step}: loss is {loss}; the run diverged: lower optim.lr "
+                            f"({lr:g}) or set optim.grad_clip")
 
 
 def sum_across_workers(values: list[float]) -> list[float]:
@@ -277,6 +295,7 @@ def run_loop(config: dict, session) -> None:
                 continue
             model.train()
             out = compute_loss(model, batch, handle, data.task)
+            check_finite(out.loss.item(), step + 1, cfg.optim.lr)
             out.loss.backward()
             if cfg.optim.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)

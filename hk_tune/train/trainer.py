@@ -1,6 +1,8 @@
 """Running a `RunConfig` on Ray Train: check it, build the `TorchTrainer`, fit, collect results.
 
-This is the driver side; `loop.train_fn_per_worker` is what the workers run.
+This is the driver side; `loop.train_fn_per_worker` is what the workers run. A worker that dies
+(killed, out of memory, its node lost) is restarted up to `max_failures` times, and the new
+worker group continues from the run's latest checkpoint.
 """
 
 from __future__ import annotations
@@ -9,11 +11,17 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from hk_tune.errors import CheckpointError, DivergedError
 from hk_tune.train import storage
 from hk_tune.train.run_config import RunConfig
 
 if TYPE_CHECKING:
+    from ray.train import Result
     from ray.train.torch import TorchTrainer
+
+# Errors a worker raises that say what the user must change; shown as themselves (one line),
+# not inside Ray's WorkerGroupError with the worker's traceback.
+OWN_ERRORS = (CheckpointError, DivergedError)
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,8 @@ def build_trainer(cfg: RunConfig, callbacks: list | None = None) -> TorchTrainer
         run_config=ray.train.RunConfig(
             name=cfg.name,
             storage_path=storage_folder(cfg),
+            # Any worker error counts, ours too: a damaged checkpoint or a diverging loss is
+            # then met again max_failures times (from the same checkpoint) before it is raised.
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             # The loop prints one line per evaluation; Ray Train's INFO lines repeat each
             # report's metrics and checkpoint path. Warnings and errors still show.
@@ -93,13 +103,43 @@ def build_trainer(cfg: RunConfig, callbacks: list | None = None) -> TorchTrainer
     )
 
 
+def fit_trainer(trainer: TorchTrainer) -> Result:
+    """`trainer.fit()`, with a worker's `CheckpointError` or `DivergedError` raised as itself.
+
+    Raises:
+        CheckpointError: the run's latest checkpoint cannot be resumed from.
+        DivergedError: the loss became NaN or infinite.
+        ray.train.TrainingFailedError: any other failure, once `max_failures` is spent.
+    """
+    import ray.train
+
+    try:
+        return trainer.fit()
+    except ray.train.WorkerGroupError as error:
+        for failure in error.worker_failures.values():
+            if isinstance(failure, OWN_ERRORS):
+                raise failure from None
+        raise
+
+
 def fit(cfg: RunConfig) -> RunResult:
     """Trains `cfg` on Ray Train and returns the final metrics and the curves.
 
     With `scaling.num_workers: 0` the loop runs in this process (Ray Train's local mode):
     nothing is persisted, so only the last metrics come back and there is no resume.
+
+    Raises:
+        CheckpointError: as `fit_trainer`; a `ConfigError`, so `hk-tune train` reports it as
+            one line with exit status 2.
+        ray.train.TrainingFailedError: the run failed; a diverged loss is one too, with
+            `DivergedError`'s one line as its message (`hk-tune train`: exit status 1).
     """
-    result = build_trainer(cfg).fit()
+    import ray.train
+
+    try:
+        result = fit_trainer(build_trainer(cfg))
+    except DivergedError as error:
+        raise ray.train.TrainingFailedError(str(error)) from error
     history = []
     if result.metrics_dataframe is not None:
         rows = result.metrics_dataframe.to_dict("records")

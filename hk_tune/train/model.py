@@ -13,6 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hk_tune.errors import ConfigError
+from hk_tune.train.model_files import (
+    check_custom_code,
+    check_tokenizer,
+    check_weights,
+    custom_code_message,
+)
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -32,11 +38,6 @@ DEFAULT_TARGET_MODULES = {
 }
 
 DTYPES = ("float32", "bfloat16", "float16")
-
-# Weight files in transformers' names, safest first. Safetensors holds tensors only; a .bin file
-# is a pickle, which can run code when loaded, so it is read only when the user opts in.
-SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
-PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
 MODEL_FORMS = (f"a local model folder (config.json + model.safetensors), an embedded name "
                f"{sorted(EMBEDDED_MODELS)}, or a Hugging Face hub name (needs hub access or a "
@@ -148,96 +149,22 @@ def check_model(settings: ModelSettings, lora: LoraSettings) -> str:
         if not (folder / "config.json").is_file():
             raise ConfigError(f"model.name: {settings.name!r} has no config.json; allowed: "
                               f"{MODEL_FORMS}")
-        _check_custom_code(folder, settings)
+        check_custom_code(folder, settings)
     try:
         config = AutoConfig.from_pretrained(
             path, trust_remote_code=settings.trust_remote_code, revision=settings.revision
         )
     except (OSError, ValueError) as error:
         if "trust_remote_code" in str(error) or "custom code" in str(error):
-            raise ConfigError(_custom_code_message(settings.name, "its repository")) from None
+            raise ConfigError(custom_code_message(settings.name, "its repository")) from None
         first_line = str(error).strip().splitlines()[0].rstrip(".")
         raise ConfigError(f"model.name: cannot load {settings.name!r}: {first_line}; allowed: "
                           f"{MODEL_FORMS}") from None
     if looks_local:
         check_weights(folder, settings)
-    _check_tokenizer(load_tokenizer(settings), config, settings)
+    check_tokenizer(load_tokenizer(settings), config, settings)
     target_modules(config.model_type, lora)
     return config.model_type
-
-
-def _check_tokenizer(tokenizer, config, settings: ModelSettings) -> None:
-    """A tokenizer that fits the model. transformers builds one from the special tokens alone
-    when a folder has no tokenizer files, and every word then becomes [UNK]: a run that trains
-    on nothing, silently."""
-    specials = set(tokenizer.all_special_ids)
-    if len(tokenizer) <= len(specials):
-        raise ConfigError(f"model.name: {settings.name!r} has no tokenizer (only the "
-                          f"{len(specials)} special tokens load); allowed: a folder holding its "
-                          "tokenizer files too (tokenizer.save_pretrained(folder))")
-    vocab_size = getattr(config, "vocab_size", None)
-    if isinstance(vocab_size, int) and len(tokenizer) > vocab_size:
-        raise ConfigError(f"model.name: the tokenizer of {settings.name!r} has {len(tokenizer)} "
-                          f"tokens but the model embeds {vocab_size}; allowed: a tokenizer of at "
-                          "most vocab_size tokens, saved with the model")
-
-
-def _check_custom_code(folder: Path, settings: ModelSettings) -> None:
-    """Refuses a local folder whose config or tokenizer maps to its own Python files
-    (`auto_map`) for an architecture transformers does not implement, unless the user set
-    `trust_remote_code: true`. transformers would refuse too, but without naming the key."""
-    import json
-
-    if settings.trust_remote_code:
-        return
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-
-    for name in ("config.json", "tokenizer_config.json"):
-        file = folder / name
-        if not file.is_file():
-            continue
-        try:
-            raw = json.loads(file.read_text())
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"model.name: {settings.name!r}: {name} is not valid JSON "
-                              f"({error}); allowed: {MODEL_FORMS}") from None
-        auto_map = raw.get("auto_map") if isinstance(raw, dict) else None
-        if not auto_map:
-            continue
-        known = name == "config.json" and raw.get("model_type") in CONFIG_MAPPING
-        if not known:  # a known architecture loads transformers' own code instead
-            classes = auto_map.values() if isinstance(auto_map, dict) else auto_map
-            shown = ", ".join(sorted({str(c) for c in classes}))
-            raise ConfigError(_custom_code_message(settings.name, f"{name} auto_map: {shown}"))
-
-
-def _custom_code_message(name: str, where: str) -> str:
-    return (f"model.trust_remote_code: {name!r} needs its own Python code ({where}), which "
-            "hk_tune runs only when asked; read that code, then set model.trust_remote_code: "
-            "true (allowed: true, false; default false)")
-
-
-def check_weights(folder: Path, settings: ModelSettings) -> str:
-    """The weight file `load_model` will read from a local model folder.
-
-    Raises:
-        ConfigError: no weights, or only pickle weights without `allow_pickle_weights: true`.
-    """
-    for name in SAFE_WEIGHTS:
-        if (folder / name).is_file():
-            return name
-    pickled = [name for name in PICKLE_WEIGHTS if (folder / name).is_file()]
-    if pickled and settings.allow_pickle_weights:
-        return pickled[0]
-    if pickled:
-        raise ConfigError(
-            f"model.allow_pickle_weights: {settings.name!r} has only pickle weights "
-            f"({pickled[0]}), which can run code when loaded; convert them to safetensors "
-            "(load the model and save_pretrained it), or set model.allow_pickle_weights: true "
-            "to read them with torch's weights-only unpickler (allowed: true, false; default "
-            "false)")
-    raise ConfigError(f"model.name: {settings.name!r} has no weights; allowed files: "
-                      f"{list(SAFE_WEIGHTS + PICKLE_WEIGHTS)}")
 
 
 def target_modules(model_type: str, lora: LoraSettings) -> list[str]:
@@ -279,7 +206,7 @@ def load_tokenizer(settings: ModelSettings) -> PreTrainedTokenizerBase:
         )
     except (OSError, ValueError) as error:
         if "trust_remote_code" in str(error) or "custom code" in str(error):
-            raise ConfigError(_custom_code_message(settings.name, "its tokenizer")) from None
+            raise ConfigError(custom_code_message(settings.name, "its tokenizer")) from None
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
         raise ConfigError(f"model.name: cannot load the tokenizer of {settings.name!r}: "
                           f"{first_line}; allowed: {MODEL_FORMS}") from None

@@ -145,6 +145,26 @@ def test_remote_code_is_off_unless_set(tiny_models, tmp_path):
     assert check_model(trusted, LoraSettings(target_modules=("query",))) == "tiny_remote"
 
 
+@pytest.mark.parametrize("tokenizer_class, refused", [("MyTokenizer", True),
+                                                      ("BertTokenizer", False)])
+def test_a_tokenizer_with_its_own_code(tiny_models, tmp_path, tokenizer_class, refused):
+    """A tokenizer auto_map needs remote code only when transformers lacks the class."""
+    import json
+
+    folder = Path(shutil.copytree(tiny_models["bert"], tmp_path / "tok"))
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config.update(tokenizer_class=tokenizer_class,
+                  auto_map={"AutoTokenizer": ["tokenization_my.MyTokenizer", None]})
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    settings = ModelSettings(name=str(folder))
+    if refused:
+        with pytest.raises(ConfigError, match="tokenizer_config.json auto_map: "
+                                              "tokenization_my.MyTokenizer\\)"):
+            check_model(settings, LoraSettings())
+    else:
+        assert check_model(settings, LoraSettings()) == "bert"
+
+
 def test_pickle_weights_load_only_when_allowed(tiny_models, tmp_path):
     folder = pickle_only_model(tiny_models["bert"], tmp_path / "pickled")
     settings = ModelSettings(name=str(folder))

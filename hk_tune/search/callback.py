@@ -2,6 +2,12 @@
 
 It runs in the Tune driver: a child run when a trial starts, its metrics at every evaluation,
 and its end as completed, stopped (by ASHA) or errored with the reason.
+
+A restarted trial (its process died, or the search was resumed) continues from its latest
+checkpoint that Tune had registered, which can be older than its latest logged evaluation: Tune
+registers a function trial's checkpoint after its result, once the trial's actor answers a save
+request. The evaluations in between are reported again, with the same numbers (resuming is
+exact); each trial's steps are logged once, so its MLflow curves have no duplicates.
 """
 
 from __future__ import annotations
@@ -26,22 +32,30 @@ class TrackingCallback(Callback):
     def __init__(self, tracker, space: Space):
         self.tracker = tracker
         self.space = space
+        self.logged_steps: dict[str, int] = {}  # trial id -> its latest step logged
 
     def __getstate__(self) -> dict:
         # Tune pickles its run config (and so its callbacks) into the experiment's state; the
         # tracker holds a live MLflow client, and `hk-tune resume` attaches a fresh one.
-        return {"tracker": None, "space": self.space}
+        return {"tracker": None, "space": self.space, "logged_steps": {}}
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info: Any) -> None:
         from ray.tune.utils import flatten_dict
 
+        # A trial restored by `hk-tune resume` brings the last result this search logged.
+        logged = _step(trial.last_result) if trial.last_result else -1
+        self.logged_steps[trial.trial_id] = max(self.logged_steps.get(trial.trial_id, -1),
+                                                logged)
         params = self.space.trial_params(flatten_dict(trial.config, delimiter="/"))
         self.tracker.trial_started(trial.trial_id, params)
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict,
                         **info: Any) -> None:
-        step = result.get("step", result.get("training_iteration", 0))
-        self.tracker.trial_metrics(trial.trial_id, result, int(step))
+        step = _step(result)
+        if step <= self.logged_steps.get(trial.trial_id, -1):
+            return  # reported again after a restart: logged already (see the module docstring)
+        self.logged_steps[trial.trial_id] = step
+        self.tracker.trial_metrics(trial.trial_id, result, step)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
         from hk_tune.search.results import trial_status
@@ -50,6 +64,10 @@ class TrackingCallback(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self.tracker.trial_finished(trial.trial_id, "errored", error_reason(trial))
+
+
+def _step(result: dict) -> int:
+    return int(result.get("step", result.get("training_iteration", 0)))
 
 
 def error_reason(trial) -> str:

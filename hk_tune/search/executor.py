@@ -9,6 +9,9 @@
   Tune trial id, so a retried or resumed trial continues from its checkpoint.
 - `auto`: `inprocess` for one CPU worker, `train` otherwise.
 
+Either way a failed trial gets the run config's `max_failures` restarts from its latest
+checkpoint, and no more (`tune_max_failures`).
+
 A trial's config is what Optuna sampled (nested by Ray on `/`), or, for seed confirmation,
 {"params": {...}, "seed": n}. Dicts cross the process boundary; the `Space` rebuilds the run.
 """
@@ -65,6 +68,23 @@ def trials_that_fit(space: Space, cluster: dict[str, float]) -> int:
         fits = min(fits, math.floor(cluster.get("GPU", 0.0) / gpus_per_trial(space) + 1e-9))
     fits = max(1, fits)  # none fit yet: one waits for the autoscaler to add a node
     return min(fits, space.max_concurrent or fits)
+
+
+def tune_max_failures(space: Space) -> int:
+    """How many times Tune itself restarts a failed trial, from the trial's latest checkpoint.
+
+    `inprocess`: the run config's `max_failures`. The trial's own process is the worker, and
+    only Tune can restart it; the new process resumes through `TuneSession.get_checkpoint`.
+    `train`: 0. The trial is a driver whose Ray Train run already restarts a failed worker group
+    `max_failures` times from the run's latest checkpoint (`trainer.build_trainer`); were Tune to
+    retry the driver as well, each retry's new Train run would get `max_failures` more, and a
+    trial that keeps failing would run (max_failures + 1)² times.
+    """
+    from hk_tune.train.run_config import RunConfig
+
+    if choose_executor(space) == "train":
+        return 0
+    return RunConfig.from_dict(space.run_config({}), where=space.file).max_failures
 
 
 def trial_run_config(space: Space, config: dict[str, Any]) -> dict[str, Any]:

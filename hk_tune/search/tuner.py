@@ -24,7 +24,12 @@ from typing import Any
 from hk_tune.errors import ConfigError
 from hk_tune.search import confirm as confirmation
 from hk_tune.search import results
-from hk_tune.search.executor import build_trainable, choose_executor, trials_that_fit
+from hk_tune.search.executor import (
+    build_trainable,
+    choose_executor,
+    trials_that_fit,
+    tune_max_failures,
+)
 from hk_tune.search.space import Space, load_space
 from hk_tune.train import storage
 
@@ -227,7 +232,7 @@ def build_tuner(space: Space, folder: str, tracker):
             max_concurrent_trials=concurrency(space),
             reuse_actors=choose_executor(space) == "inprocess",
             trial_dirname_creator=trial_folder),
-        run_config=_tune_run_config(space.name, storage.resolve(space.storage_path),
+        run_config=_tune_run_config(space, space.name, storage.resolve(space.storage_path),
                                     _callbacks(space, tracker)),
     )
 
@@ -330,7 +335,7 @@ def run_plain(space: Space, folder: str, param_space: dict, name: str):
             tune_config=ray.tune.TuneConfig(max_concurrent_trials=concurrency(space),
                                             reuse_actors=choose_executor(space) == "inprocess",
                                             trial_dirname_creator=trial_folder),
-            run_config=_tune_run_config(name, folder, []))
+            run_config=_tune_run_config(space, name, folder, []))
     return tuner.fit()
 
 
@@ -339,12 +344,13 @@ def trial_folder(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _tune_run_config(name: str, storage_path: str, callbacks: list):
+def _tune_run_config(space: Space, name: str, storage_path: str, callbacks: list):
     import ray.tune
 
     return ray.tune.RunConfig(
         name=name, storage_path=storage_path, callbacks=callbacks, verbose=1,
-        failure_config=ray.tune.FailureConfig(max_failures=0),
+        # Restarts the executor's run cannot do itself: see `tune_max_failures`.
+        failure_config=ray.tune.FailureConfig(max_failures=tune_max_failures(space)),
         # Two, not one: the last snapshot may name the checkpoint before the newest (RAY_ENV).
         checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=2))
 

@@ -1,6 +1,6 @@
 """Resume after a real interruption: `hk-tune search` runs in a subprocess on the shared local Ray,
 is killed by pid once two trials have finished, and `hk-tune resume` completes the budget
-without running a finished trial again."""
+without running a finished trial again, leaving one ended MLflow child run per trial."""
 
 from __future__ import annotations
 
@@ -68,3 +68,29 @@ def test_resume_completes_the_budget_without_rerunning_finished_trials(
     assert len(after) == 5
     for trial, rows in before.items():
         assert after[trial] == rows, f"{trial} ran again"
+    check_child_runs(uri, {row["trial_id"] for row in summary["results"]},
+                     steps=list(range(8, 49, 8)))
+
+
+def check_child_runs(uri: str, trial_ids: set[str], steps: list[int]) -> None:
+    """Exactly one child run per trial of the search and none for any other trial id (a trial
+    the killed search had started but Tune's state had not recorded), each ended: FINISHED
+    (completed), KILLED (stopped) or FAILED (errored), never left RUNNING; each completed
+    trial's evaluations logged once, at `steps`."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("hk_tune")
+    runs = client.search_runs([experiment.experiment_id], "tags.`hk_tune.kind` = 'trial'",
+                              max_results=1000)
+    ids = [run.data.tags["hk_tune.trial_id"] for run in runs]
+    assert sorted(ids) == sorted(trial_ids), "duplicate or orphaned child runs"
+    ended = {"FINISHED": "completed", "KILLED": "stopped", "FAILED": "errored"}
+    for run in runs:
+        trial = run.data.tags["hk_tune.trial_id"]
+        assert run.info.status in ended, f"{trial}'s run is {run.info.status}"
+        assert run.data.tags["hk_tune.status"] == ended[run.info.status], trial
+        assert run.info.end_time is not None, trial
+        if run.info.status == "FINISHED":
+            history = client.get_metric_history(run.info.run_id, "eval_accuracy")
+            assert [m.step for m in history] == steps, trial

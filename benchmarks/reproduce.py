@@ -54,7 +54,7 @@ CURVE_EVERY = 20
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from hk_tune.search.grid import row_points
-    from hk_tune.search.space import load_space
+    from hk_tune.search.space_file import load_space
     from hk_tune.search.tuner import start_ray
     from hk_tune.tracking import SearchTracker
 
@@ -184,7 +184,7 @@ def write_outputs(report: dict, out: Path, metric: str) -> list[Path]:
     files[0].write_text(table(report, metric))
     files[1].write_text(json.dumps(report, indent=1, default=str))
     for task, result in report["tasks"].items():
-        from hk_tune.search.space import load_space
+        from hk_tune.search.space_file import load_space
 
         space = load_space(SPACE_FILE, TASKS[task])
         rows = []

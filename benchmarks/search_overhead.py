@@ -58,7 +58,7 @@ def plain_loop(space_file: str, trials: int) -> None:
     started = time.perf_counter()
     import optuna
 
-    from hk_tune.search.space import load_space
+    from hk_tune.search.space_file import load_space
     from hk_tune.train.loop import run_loop
     from hk_tune.train.session import TuneSession
 

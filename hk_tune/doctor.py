@@ -58,7 +58,7 @@ class Target:
             return self.space.storage_path
         if self.cfg is not None:
             return self.cfg.storage_path
-        from hk_tune.search.space import STORAGE_ENV
+        from hk_tune.search.space_file import STORAGE_ENV
 
         return os.environ.get(STORAGE_ENV, "hk_tune_runs")
 
@@ -77,7 +77,7 @@ def load_target(file: str | None, overrides: Sequence[str]) -> Target:
 
     raw = read_yaml(file, "config or search space")
     if isinstance(raw, dict) and any(key in raw for key in SPACE_KEYS):
-        from hk_tune.search.space import load_space
+        from hk_tune.search.space_file import load_space
 
         space = load_space(file, overrides)
         cfg = RunConfig.from_dict({**space.run_config({}), "name": space.name}, where=file)

@@ -7,7 +7,8 @@
 Ray and Optuna are imported when a search runs, not when this package is imported.
 """
 
-from hk_tune.search.space import Entry, Space, load_space
+from hk_tune.search.space import Entry, Space
+from hk_tune.search.space_file import load_space
 from hk_tune.search.tuner import SearchOptions, resume_search, run_search, search_folder
 
 __all__ = ["Entry", "SearchOptions", "Space", "load_space", "resume_search", "run_search",

@@ -16,12 +16,12 @@ what a comparison measures is what `hk-tune search` would have run.
 from __future__ import annotations
 
 import itertools
-import math
 import random
 from typing import Any
 
 from hk_tune.errors import ConfigError
 from hk_tune.search.space import Entry, Space
+from hk_tune.search.warm_start import closest
 
 
 def row_points(space: Space, limit: int | None = None, seed: int = 0) -> dict[str, list[dict]]:
@@ -82,12 +82,5 @@ def _preset_values(choice: Any, branch: tuple[Entry, ...]) -> dict[str, Any]:
     from hk_tune.dropout import PRESETS
 
     flat = PRESETS[choice].to_dict() if choice in PRESETS else {}
-    return {entry.name: _nearest(entry.values, flat.get(entry.path.removeprefix("dropout.")))
+    return {entry.name: closest(entry, flat.get(entry.path.removeprefix("dropout.")))
             for entry in branch}
-
-
-def _nearest(values: tuple, wanted: Any) -> Any:
-    numbers = [v for v in values if isinstance(v, (int, float)) and v > 0]
-    if not isinstance(wanted, (int, float)) or wanted <= 0 or len(numbers) != len(values):
-        return values[len(values) // 2]
-    return min(values, key=lambda v: abs(math.log(v) - math.log(wanted)))

@@ -1,34 +1,22 @@
-"""Search-space files: YAML -> a validated `Space` -> an Optuna define-by-run function.
+"""A search space: validated entries -> an Optuna define-by-run function and run configs.
 
-    space = load_space("search_spaces/quickstart.yaml", ["optim.max_steps=50"])
+    space = load_space("search_spaces/quickstart.yaml")   # hk_tune.search.space_file
     params = space.suggest(optuna_trial)      # the define-by-run function: no I/O, no training
     raw = space.run_config(params)            # a dict `RunConfig.from_dict` accepts
 
-The file format is documented in `search_spaces/README.md`. Parameter names are the entries'
-dotted paths with their first dot turned into `/` (`dropout/attn_logits.rate`, `optim/lr`): Ray
-Tune nests a trial's config on `/`, so a sampled config arrives as {"dropout": {...}, ...}.
-Every value an entry can produce is checked against `RunConfig` when the file is loaded, so a
-sampled configuration always builds; errors name the file, the key and the allowed values.
+Parameter names are the entries' dotted paths with their first dot turned into `/`
+(`dropout/attn_logits.rate`, `optim/lr`): Ray Tune nests a trial's config on `/`, so a sampled
+config arrives as {"dropout": {...}, ...}. Reading and validating the YAML is `space_file.py`;
+the paper's presets as points of a space are `warm_start.py`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from hk_tune.errors import ConfigError
-
 TYPES = ("float", "log_float", "int", "categorical", "grid")
-EXECUTORS = ("auto", "train", "inprocess")
-SCHEDULERS = ("none", "asha")
-SETTINGS = ("fixed", "search", "metric", "mode", "num_samples", "max_concurrent", "scheduler",
-            "resources", "seed", "warm_start", "confirm", "executor", "name", "storage_path")
-STORAGE_ENV = "HK_TUNE_STORAGE_PATH"  # storage_path when neither the file nor overrides set it
 OFF = "off"  # the choice of a position switch that turns the position off (rate 0)
 
 
@@ -175,6 +163,8 @@ class Space:
 
     def warm_start_points(self) -> list[dict[str, Any]]:
         """The warm-start presets as points in this space's own parameter names."""
+        from hk_tune.search.warm_start import preset_point
+
         return [preset_point(self, preset) for preset in self.warm_start]
 
     def sample(self, count: int, seed: int | None = None) -> list[dict[str, Any]]:
@@ -193,221 +183,7 @@ class Space:
         return points
 
 
-# -- loading -----------------------------------------------------------------------------------
-
-
-def load_space(path: str | Path, overrides: Sequence[str] = ()) -> Space:
-    """Reads, overrides and validates a search-space file; nothing is trained or started.
-
-    Overrides `key=value` set top-level settings (`num_samples=20`, `confirm.seeds=5`,
-    `resources.cpus_per_worker=2`) or fixed RunConfig keys (`data.source=my.csv`).
-
-    Raises:
-        ConfigError: naming the file, the key and the allowed values.
-    """
-    from hk_tune.train.run_config import read_yaml
-
-    where = str(path)
-    raw = read_yaml(path, "search space")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping of settings, got {type(raw).__name__}")
-    raw.setdefault("name", Path(path).stem)
-    return build_space(apply_space_overrides(raw, overrides, where), where)
-
-
-def apply_space_overrides(raw: dict, overrides: Sequence[str], where: str) -> dict:
-    """A copy of `raw` with each `key=value` applied (values parsed as YAML)."""
-    import copy
-
-    from hk_tune.train.run_config import parse_override
-
-    raw = copy.deepcopy(raw)
-    fixed = dict(raw.get("fixed") or {})
-    for override in overrides:
-        key, value = parse_override(override, where)
-        head, _, rest = key.partition(".")
-        if head in ("search", "fixed"):
-            raise ConfigError(f"{where}: override {key!r}: edit the file to change the search; "
-                              "overrides set fixed keys (data.source=...) and settings")
-        if head in SETTINGS:
-            if rest:
-                section = raw.get(head) or {}
-                if not isinstance(section, dict):
-                    section = {"type": section} if head == "scheduler" else {}
-                raw[head] = {**section, rest: value}
-            else:
-                raw[head] = value
-        else:
-            fixed[key] = value
-    raw["fixed"] = fixed
-    return raw
-
-
-def build_space(raw: dict[str, Any], where: str) -> Space:
-    """Validates a parsed search-space mapping and returns the `Space`.
-
-    Raises:
-        ConfigError: an unknown key, a bad value, or a value `RunConfig` rejects.
-    """
-    from hk_tune.train.run_config import RunConfig
-
-    unknown = [key for key in raw if key not in SETTINGS]
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed: {list(SETTINGS)}")
-    fixed = _mapping(raw.get("fixed") or {}, f"{where}: fixed")
-    for key in fixed:
-        check_path(key, f"{where}: fixed")
-    resources = _mapping(raw.get("resources") or {}, f"{where}: resources")
-    allowed = ("num_workers", "cpus_per_worker", "gpus_per_worker")
-    for key, value in resources.items():
-        if key not in allowed:
-            raise ConfigError(f"{where}: resources: unknown key {key!r}; allowed: {list(allowed)}")
-        fixed[f"scaling.{key}"] = value
-    if resources.get("gpus_per_worker"):
-        fixed["scaling.use_gpu"] = True
-    base = _fixed_config(fixed, where)
-    entries = tuple(parse_entries(_mapping(raw.get("search") or {}, f"{where}: search"),
-                                  f"{where}: search"))
-    if not entries:
-        raise ConfigError(f"{where}: search: empty; give at least one searched key, e.g. "
-                          "dropout.attn_logits.rate: {type: grid, values: [0.05, 0.1]}; "
-                          f"allowed types: {list(TYPES)}")
-    _check_repeats(entries, where)
-    for entry in walk(entries):
-        for value in entry.candidates():
-            _check_value(base, entry, value, where)
-
-    from hk_tune.train.metrics import HIGHER_IS_BETTER, PRIMARY_METRIC
-
-    task = _task(base.data)
-    metric = raw.get("metric") or f"eval_{PRIMARY_METRIC.get(task, 'loss')}"
-    default_mode = "max" if HIGHER_IS_BETTER.get(metric.removeprefix("eval_"), True) else "min"
-    mode = raw.get("mode") or default_mode
-    _choice(mode, ("max", "min"), f"{where}: mode")
-    scheduler = raw.get("scheduler") or "none"
-    scheduler = scheduler if isinstance(scheduler, dict) else {"type": scheduler}
-    for key in scheduler:
-        _choice(key, ("type", "grace_period", "reduction_factor"), f"{where}: scheduler key")
-    _choice(scheduler.get("type", "none"), SCHEDULERS, f"{where}: scheduler")
-    confirm = _mapping(raw.get("confirm") or {}, f"{where}: confirm")
-    for key in confirm:
-        _choice(key, ("top_k", "seeds"), f"{where}: confirm key")
-    warm_start = raw.get("warm_start") or []
-    if not isinstance(warm_start, list):
-        raise ConfigError(f"{where}: warm_start: expected a list of presets, got {warm_start!r}")
-    space = Space(
-        file=where,
-        fixed=fixed,
-        entries=entries,
-        metric=metric,
-        mode=mode,
-        num_samples=_integer(raw.get("num_samples", 8), f"{where}: num_samples", 1),
-        max_concurrent=None if raw.get("max_concurrent") is None else _integer(
-            raw["max_concurrent"], f"{where}: max_concurrent", 1),
-        scheduler=scheduler.get("type", "none"),
-        grace_period=_integer(scheduler.get("grace_period", 1), f"{where}: scheduler.grace_period",
-                              1),
-        reduction_factor=_integer(scheduler.get("reduction_factor", 2),
-                                  f"{where}: scheduler.reduction_factor", 2),
-        resources={k: float(v) for k, v in resources.items()},
-        seed=_integer(raw.get("seed", 0), f"{where}: seed", 0),
-        warm_start=tuple(warm_start),
-        confirm_top_k=_integer(confirm.get("top_k", 0), f"{where}: confirm.top_k", 0),
-        confirm_seeds=_integer(confirm.get("seeds", 0), f"{where}: confirm.seeds", 0),
-        executor=_choice(raw.get("executor", "auto"), EXECUTORS, f"{where}: executor"),
-        name=str(raw.get("name")),
-        # From the file or an override, else the environment (a cluster's shared storage).
-        storage_path=str(raw.get("storage_path") or os.environ.get(STORAGE_ENV, "hk_tune_runs")),
-    )
-    RunConfig.from_dict({**space.run_config({}), "name": space.name}, where=where)
-    for point in space.warm_start_points():
-        RunConfig.from_dict(space.run_config(point), where=f"{where}: warm_start")
-    for point in space.sample(1):
-        RunConfig.from_dict(space.run_config(point), where=f"{where}: a sample")
-    return space
-
-
-def parse_entries(raw: dict[str, Any], where: str) -> list[Entry]:
-    """Entries from a `search:` mapping (or a choice's nested mapping)."""
-    return [parse_entry(path, spec, where) for path, spec in raw.items()]
-
-
-def parse_entry(path: str, spec: Any, where: str) -> Entry:
-    """One `path: {type: ..., ...}` entry; choices with nested entries become branches."""
-    check_path(path, where)
-    key = f"{where}.{path}"
-    spec = _mapping(spec, key)
-    kind = spec.get("type")
-    _choice(kind, TYPES, f"{key}: type")
-    allowed = {"float": ("low", "high", "step"), "log_float": ("low", "high"),
-               "int": ("low", "high", "step"), "categorical": ("choices",),
-               "grid": ("values",)}[kind]
-    for name in spec:
-        if name != "type" and name not in allowed:
-            raise ConfigError(f"{key}: unknown key {name!r} for type {kind}; allowed: "
-                              f"{['type', *allowed]}")
-    if kind in ("float", "log_float", "int"):
-        low, high = (_number(spec.get(end), f"{key}: {end}") for end in ("low", "high"))
-        if not low < high:
-            raise ConfigError(f"{key}: low {low!r} must be below high {high!r}")
-        if kind == "log_float" and low <= 0:
-            raise ConfigError(f"{key}: low {low!r}: a log_float range needs low > 0")
-        step = spec.get("step")
-        step = None if step is None else _number(step, f"{key}: step")
-        return Entry(path, kind, low=low, high=high, step=step)
-    if kind == "grid":
-        values = spec.get("values")
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{key}: values: expected a non-empty list, got {values!r}")
-        return Entry(path, kind, values=tuple(values))
-    choices = spec.get("choices")
-    if is_position_switch(path):  # YAML 1.1 reads a bare `off` as false
-        if isinstance(choices, list):
-            choices = [OFF if c is False else c for c in choices]
-        elif isinstance(choices, dict):
-            choices = {OFF if c is False else c: v for c, v in choices.items()}
-    if isinstance(choices, list) and choices:
-        return Entry(path, kind, values=tuple(choices))
-    if not isinstance(choices, dict) or not choices:
-        raise ConfigError(f"{key}: choices: expected a list or a mapping of choice -> "
-                          f"conditional entries, got {choices!r}")
-    branches, constants = {}, {}
-    for choice, nested in choices.items():
-        nested = _mapping(nested or {}, f"{key}: choices.{choice}")
-        searched = {p: s for p, s in nested.items() if isinstance(s, dict)}
-        branches[choice] = tuple(parse_entries(searched, f"{key}: choices.{choice}"))
-        constants[choice] = {p: v for p, v in nested.items() if not isinstance(v, dict)}
-        for constant_path in constants[choice]:
-            check_path(constant_path, f"{key}: choices.{choice}")
-    return Entry(path, kind, values=tuple(choices), branches=branches, constants=constants)
-
-
-def check_path(path: str, where: str) -> None:
-    """Raises unless `path` is a dotted RunConfig key (or a position switch)."""
-    from hk_tune.dropout.spec import POSITIONS, valid_keys
-    from hk_tune.train.data import DataConfig
-    from hk_tune.train.run_config import SCALARS, SECTIONS, RunConfig
-
-    head, _, rest = path.partition(".")
-    sections = [f.name for f in fields(RunConfig)]
-    if head not in sections:
-        raise ConfigError(f"{where}: unknown key {path!r}; allowed: dotted RunConfig keys "
-                          f"starting with {sections}")
-    if head == "dropout":
-        allowed = [*valid_keys(), *POSITIONS]
-    elif head == "data":
-        allowed = [f.name for f in fields(DataConfig)]
-    elif head in SECTIONS:
-        allowed = [f.name for f in fields(SECTIONS[head])]
-    else:
-        allowed = []
-    if head in SCALARS and rest:
-        raise ConfigError(f"{where}: unknown key {path!r}; {head} is a plain value")
-    if head == "model" and not rest:
-        return
-    if rest and rest not in allowed or (not rest and head not in SCALARS):
-        raise ConfigError(f"{where}: unknown key {path!r}; allowed: "
-                          f"{[f'{head}.{key}' for key in allowed]}")
+# -- the tree of entries -----------------------------------------------------------------------
 
 
 def is_position_switch(path: str) -> bool:
@@ -424,137 +200,3 @@ def walk(entries: Sequence[Entry]):
         yield entry
         for branch in entry.branches.values():
             yield from walk(branch)
-
-
-def preset_point(space: Space, preset: str) -> dict[str, Any]:
-    """A preset of the paper's Table 1 in `space`'s parameter names.
-
-    Dropout entries take the preset's values (its rates, 0.1 and λ = 1, moved to the nearest
-    value the entry allows); other entries take their middle value. Raises `ConfigError` when
-    the space cannot express the preset (e.g. it has no switch for one of its positions).
-    """
-    from hk_tune.dropout import PRESETS
-
-    where = f"{space.file}: warm_start"
-    if preset not in PRESETS:
-        raise ConfigError(f"{where}: unknown preset {preset!r}; allowed: {sorted(PRESETS)}")
-    flat = PRESETS[preset].to_dict()
-    point: dict[str, Any] = {}
-    pending = list(space.entries)
-    while pending:
-        entry = pending.pop(0)
-        key = entry.path.removeprefix("dropout.")
-        if is_position_switch(entry.path):
-            wanted = OFF if flat[f"{key}.rate"] == 0 else flat[f"{key}.pattern"]
-        elif entry.path.startswith("dropout.") and key in flat:
-            wanted = flat[key]
-        else:
-            wanted = None
-        value = _closest(entry, wanted)
-        if value not in entry.values and entry.type == "categorical":
-            if is_position_switch(entry.path) or key.endswith((".pattern", "consistency.loss")):
-                raise ConfigError(f"{where}: preset {preset!r} needs {entry.path} = {wanted!r}; "
-                              f"allowed there: {list(entry.values)}")
-            value = entry.values[0]  # a setting the preset leaves open, e.g. layers: auto
-        point[entry.name] = value
-        pending += entry.branches.get(value, ())
-    return point
-
-
-# -- helpers -----------------------------------------------------------------------------------
-
-
-def _closest(entry: Entry, wanted: Any) -> Any:
-    if entry.type == "categorical":
-        return wanted if wanted is not None else entry.values[0]
-    if entry.type == "grid":
-        numbers = [v for v in entry.values if isinstance(v, (int, float))]
-        if wanted is None or not isinstance(wanted, (int, float)) or not numbers:
-            return wanted if wanted in entry.values else entry.values[len(entry.values) // 2]
-        return min(numbers, key=lambda v: abs(v - wanted))
-    if wanted is None:
-        middle = (math.sqrt(entry.low * entry.high) if entry.type == "log_float"
-                  else (entry.low + entry.high) / 2)
-        return round(middle) if entry.type == "int" else middle
-    return min(max(wanted, entry.low), entry.high)
-
-
-def _fixed_config(fixed: dict[str, Any], where: str):
-    from hk_tune.train.run_config import RunConfig, set_key
-
-    raw: dict[str, Any] = {}
-    for path, value in fixed.items():
-        set_key(raw, path, value, f"{where}: fixed")
-    return RunConfig.from_dict(raw, where=f"{where}: fixed")
-
-
-def _check_value(base, entry: Entry, value: Any, where: str) -> None:
-    """Builds a RunConfig with `value` at `entry.path` on top of the fixed ones."""
-    from hk_tune.dropout.spec import PATTERNS
-    from hk_tune.train.run_config import RunConfig, set_key
-
-    key = f"{where}: search.{entry.path}"
-    if value is not None and not isinstance(value, (str, int, float, bool)):
-        raise ConfigError(f"{key}: {value!r}: values must be strings, numbers or booleans")
-    raw = base.to_dict()
-    if is_position_switch(entry.path):
-        _choice(value, (OFF, *PATTERNS), f"{key}: choice")
-        if value != OFF:
-            raw["dropout"][f"{entry.path.split('.', 1)[1]}.pattern"] = value
-    else:
-        set_key(raw, entry.path, value, where)
-    try:
-        RunConfig.from_dict(raw, where=where)
-    except ConfigError as error:
-        # RunConfig names the file and the dotted key already; say it is a searched value.
-        reason = str(error).removeprefix(f"{where}: ")
-        raise ConfigError(f"{key}: the searched value {value!r} is not allowed: {reason}"
-                          ) from None
-
-
-def _check_repeats(entries: Sequence[Entry], where: str) -> None:
-    """A path under several choices must be searched the same way (one Optuna distribution)."""
-    seen: dict[str, Entry] = {}
-    for entry in walk(entries):
-        other = seen.setdefault(entry.path, entry)
-        if other is not entry and (other.type, other.low, other.high, other.step,
-                                   other.values) != (entry.type, entry.low, entry.high,
-                                                     entry.step, entry.values):
-            raise ConfigError(f"{where}: search.{entry.path}: appears under several choices "
-                              "with different ranges; give it the same one everywhere")
-
-
-def _task(data) -> str | None:
-    """The task a data section defines: its own `task`, or a bundled or GLUE source's."""
-    from hk_tune.train.sources import BUNDLED, GLUE
-
-    kind, _, name = data.source.partition(":")
-    schema = {"bundled": BUNDLED, "glue": GLUE}.get(kind, {}).get(name)
-    return data.task or (schema.task if schema is not None else None)
-
-
-def _mapping(value: Any, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-    return dict(value)
-
-
-def _choice(value: Any, allowed: Sequence, where: str) -> Any:
-    if value not in allowed:
-        raise ConfigError(f"{where}: {value!r} is not allowed; allowed: {list(allowed)}")
-    return value
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            value = float(value)  # PyYAML reads 1e-4 (no dot) as a string
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    return value
-
-
-def _integer(value: Any, where: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where}: {value!r} is not allowed; use an integer >= {minimum}")
-    return value

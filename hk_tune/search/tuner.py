@@ -30,7 +30,8 @@ from hk_tune.search.executor import (
     trials_that_fit,
     tune_max_failures,
 )
-from hk_tune.search.space import Space, load_space
+from hk_tune.search.space import Space
+from hk_tune.search.space_file import load_space
 from hk_tune.train import storage
 
 SEARCH_STATE = "search.json"

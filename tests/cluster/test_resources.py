@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hk_tune.search.executor import choose_executor, trial_resources, trials_that_fit
-from hk_tune.search.space import load_space
+from hk_tune.search.space_file import load_space
 
 QUICKSTART = Path(__file__).parents[2] / "search_spaces" / "quickstart.yaml"
 

@@ -11,7 +11,7 @@ import yaml
 
 from hk_tune.errors import ConfigError
 from hk_tune.search.grid import row_points, run_grid
-from hk_tune.search.space import load_space
+from hk_tune.search.space_file import load_space
 
 REPRODUCE = Path(__file__).resolve().parents[2] / "search_spaces" / "reproduce.yaml"
 

@@ -10,7 +10,7 @@ import yaml
 
 from hk_tune.dropout import DropoutSpec
 from hk_tune.errors import ConfigError
-from hk_tune.search.space import load_space
+from hk_tune.search.space_file import load_space
 from hk_tune.train.run_config import RunConfig
 
 SPACES = sorted(Path(__file__).parents[2].joinpath("search_spaces").glob("*.yaml"))

@@ -315,11 +315,26 @@ def finish(space: Space, folder: str, grid, tracker, timer: Timer | None = None
         "tracking_uri": tracker.tracking_uri, "tracking_gaps": tracker.gaps(),
     }
     timer.lap("results and MLflow")
+    report_gaps(summary["tracking_gaps"])
     summary["timings_s"] = timer.laps
     print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timer.laps.items()),
           file=sys.stderr, flush=True)
     results.write_summary(folder, summary)
     return summary
+
+
+def report_gaps(gaps: list[str]) -> None:
+    """Says on stderr that MLflow missed calls while it was away (or refused them): how many
+    a retry delivered, and each one still missing. summary.json's tracking_gaps and the parent
+    run's tracking_gaps.txt list them all."""
+    if not gaps:
+        return
+    missing = [gap for gap in gaps if not gap.endswith("logged on retry")]
+    print(f"MLflow: {len(gaps)} calls did not land when made; {len(gaps) - len(missing)} were "
+          f"logged on retry, {len(missing)} are missing{':' if missing else ''} (see "
+          "tracking_gaps in summary.json)", file=sys.stderr, flush=True)
+    for gap in missing:
+        print(f"  {gap}", file=sys.stderr, flush=True)
 
 
 def run_plain(space: Space, folder: str, param_space: dict, name: str):

@@ -42,10 +42,11 @@ class TrackingCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial, **info: Any) -> None:
         from ray.tune.utils import flatten_dict
 
-        # A trial restored by `hk-tune resume` brings the last result this search logged.
-        logged = _step(trial.last_result) if trial.last_result else -1
-        self.logged_steps[trial.trial_id] = max(self.logged_steps.get(trial.trial_id, -1),
-                                                logged)
+        # After `hk-tune resume`, the trial's run in MLflow says how far it was logged: Tune's
+        # restored state can lag behind it (a kill between the two writes).
+        before = self.tracker.logged_before(trial.trial_id, "step")
+        logged = [self.logged_steps.get(trial.trial_id, -1), -1 if before is None else int(before)]
+        self.logged_steps[trial.trial_id] = max(logged)
         params = self.space.trial_params(flatten_dict(trial.config, delimiter="/"))
         self.tracker.trial_started(trial.trial_id, params)
 

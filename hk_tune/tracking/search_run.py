@@ -68,6 +68,7 @@ class SearchTracker:
         self._runs: dict[str, str] = {}  # trial id -> child run id
         self._names: dict[str, str] = {}  # trial id -> run name
         self._waiting: set[str] = set()  # trials whose child run is queued, not yet created
+        self._logged: dict[str, dict[str, float]] = {}  # trial id -> latest metrics, on attach
 
     # -- start -------------------------------------------------------------------------------
 
@@ -127,6 +128,7 @@ class SearchTracker:
                 trial_id = child.data.tags["hk_tune.trial_id"]
                 self._runs[trial_id] = child.info.run_id
                 self._names[trial_id] = child.info.run_name
+                self._logged[trial_id] = dict(child.data.metrics)
             client.update_run(parent_run_id, status="RUNNING")
         except Exception as error:
             raise TrackingError(f"could not resume MLflow run {parent_run_id} in "
@@ -154,6 +156,11 @@ class SearchTracker:
         if run_id is None:
             self._waiting.add(trial_id)
         return run_id or ""
+
+    def logged_before(self, trial_id: str, key: str) -> float | None:
+        """The latest value of metric `key` that the trial's run held when this tracker attached
+        to the search (`attach_search`), or None: what a resumed trial has logged already."""
+        return self._logged.get(trial_id, {}).get(key)
 
     def trial_metrics(self, trial_id: str, metrics: dict[str, Any], step: int) -> None:
         """Logs a trial's metrics at `step`; values that are not numbers are ignored."""
@@ -273,6 +280,7 @@ class SearchTracker:
         """
         parent = self._parent()
         self._guard.retry()
+        self._guard.call("settling the trials' runs", lambda: self._settle_trials(results))
         names = {**self._names, **{r["trial_id"]: r["name"] for r in results if r.get("name")}}
         # Rows without a name get the run's, so the table reads like the UI.
         results = [{**r, "name": r.get("name") or names.get(r.get("trial_id"), "")}
@@ -401,6 +409,27 @@ class SearchTracker:
         else:
             self._guard.defer(what, "its trial's run is not created yet",
                               lambda: fn(self._runs[trial_id]))
+
+    def _settle_trials(self, results: list[dict[str, Any]]) -> None:
+        """Makes the child runs agree with the search's trials, which matters after a resume.
+
+        A search killed just after a trial's run was created, before Tune saved that trial in
+        its state, resumes without it (the searcher suggests another): that run is an orphan,
+        ended as KILLED and deleted (MLflow keeps deleted runs restorable). A trial whose end
+        never reached MLflow before the kill is ended with its final status.
+        """
+        statuses = {row["trial_id"]: row["status"] for row in results if row.get("trial_id")}
+        client = self._client()
+        for run in self._children(trials_only=True):
+            trial_id, run_id = run.data.tags["hk_tune.trial_id"], run.info.run_id
+            if trial_id not in statuses:
+                client.set_tag(run_id, "hk_tune.status", "orphaned")
+                client.set_terminated(run_id, status="KILLED")
+                client.delete_run(run_id)
+                self._runs.pop(trial_id, None)
+            elif run.info.status == "RUNNING" and statuses[trial_id] in STATUSES:
+                client.set_tag(run_id, "hk_tune.status", statuses[trial_id])
+                client.set_terminated(run_id, status=STATUSES[statuses[trial_id]])
 
     def _log_params(self, run_id: str, params: Mapping[str, str]) -> None:
         for chunk in entities.chunks(entities.params(params), entities.BATCH):

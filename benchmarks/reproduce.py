@@ -3,6 +3,8 @@
     python benchmarks/reproduce.py            # two tasks, 3 seeds: about an hour on 2 CPU cores
     python benchmarks/reproduce.py --quick    # one task, one seed, each row at rate 0.1 only:
                                               # about 5 minutes, no confirmation phase
+    python benchmarks/reproduce.py --tasks sentiment --rows baseline hiddenkey --points 1 \
+        --steps 180 --out benchmarks/results/reproduce_180_steps    # a few rows, longer
 
 Every method row of `search_spaces/reproduce.yaml` (DESIGN.md 2.5: no dropout, the backbone's
 own dropout, DropKey / DropAttention / HiddenCut in three patterns each, HiddenKey⁻, HiddenKey
@@ -14,7 +16,8 @@ experiment through the search's own trainable (reused actors, the same training 
 2. confirm: each row's best point re-run with `--seeds` fresh seeds (1, 2, 3). The table's cells
    are the median ± standard deviation over these seeds only, so the seed that chose the point
    never flatters it. With `--seeds 0` (and in `--quick`) there is no confirmation and a
-   cell is the search run's own value.
+   cell is the search run's own value. When every row has one point there is nothing to
+   choose, so the search phase (and the curve run with it) is skipped.
 
 Writes to `--out` (default benchmarks/results/reproduce/): table.md (rows = methods, columns =
 tasks and their average, the paper's RoBERTa-large averages beside them), rate_<task>.png/.html
@@ -65,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     storage = Path(args.storage or tempfile.mkdtemp(prefix="hk_tune_reproduce_"))
-    spaces = {task: load_space(SPACE_FILE, [*TASKS[task], "name=reproduce",
+    budget = ([f"optim.max_steps={args.steps}", f"optim.eval_every={max(1, args.steps // 2)}"]
+              if args.steps else [])
+    spaces = {task: load_space(SPACE_FILE, [*TASKS[task], *budget, "name=reproduce",
                                             f"storage_path={storage}"]) for task in tasks}
     started = time.perf_counter()
     tracker = SearchTracker(args.tracking_uri)
@@ -75,10 +80,17 @@ def main(argv: list[str] | None = None) -> int:
                          tags={"hk_tune.space": SPACE_FILE.name, "hk_tune.tasks": ",".join(tasks)})
     start_ray(args.address)
 
-    report = {"tasks": {}, "seeds": seeds, "points_per_row": points_per_row, "quick": args.quick}
+    report = {"tasks": {}, "seeds": seeds, "points_per_row": points_per_row, "quick": args.quick,
+              "steps": spaces[tasks[0]].fixed["optim.max_steps"]}
     for task in tasks:
         space = spaces[task]
         rows = row_points(space, limit=points_per_row, seed=space.seed)
+        if args.rows:
+            unknown = sorted(set(args.rows) - set(rows))
+            if unknown:
+                raise SystemExit(f"--rows: {unknown} are not rows of {SPACE_FILE}; "
+                                 f"allowed: {list(rows)}")
+            rows = {row: points for row, points in rows.items() if row in args.rows}
         report["tasks"][task] = run_task(task, space, rows, seeds, storage / task, tracker,
                                          curve=not args.quick)
         write_outputs(report, out, space.metric)  # a later task's failure keeps this one's
@@ -99,6 +111,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int,
                         help="fresh confirmation seeds (default 3; quick 0: seed 0 only)")
     parser.add_argument("--points", type=int, help="grid points per row (default 3; quick 1)")
+    parser.add_argument("--rows", nargs="+", help="only these rows (default: every row)")
+    parser.add_argument("--steps", type=int, help="optim.max_steps of every run (default: the "
+                        "space's 60); evaluations at its half and end")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reproduce"))
     parser.add_argument("--storage", help="Tune's folder; default a new temporary one")
     parser.add_argument("--tracking-uri", help="MLflow store; default ./mlflow.db")
@@ -111,27 +126,13 @@ def run_task(task: str, space, rows: dict[str, list[dict]], seeds: list[int], fo
     """Search (every row's points, seed 0), then confirm each row's best point with `seeds`."""
     from hk_tune.search.grid import run_grid
 
-    row_of = {}
-    points = []
-    if curve:  # first: it is the longest run, so it never trails the others
-        points.append({"dropout/preset": "baseline", "optim/max_steps": CURVE_STEPS,
-                       "optim/eval_every": CURVE_EVERY})
-    for row, row_points in rows.items():
-        for point in row_points:
-            row_of[key(point)] = row
-            points.append(point)
-    print(f"{task}: search, {len(points)} runs", file=sys.stderr, flush=True)
-    searched = run_grid(space, str(folder), "search", points, [space.seed])
-    for record in searched:
-        log_run(tracker, space, task, record, row_of.get(key(record["params"]), "curve"))
-
-    best = {}
-    for record in searched:
-        row = row_of.get(key(record["params"]))
-        if row is None or not finite(record["value"]):
-            continue
-        if row not in best or better(record["value"], best[row]["value"], space.mode):
-            best[row] = record
+    row_of = {key(point): row for row, row_points in rows.items() for point in row_points}
+    if seeds and all(len(row_points) == 1 for row_points in rows.values()):
+        searched = []  # nothing to choose: straight to the seeds
+        best = {row: {"params": row_points[0], "value": None, "trial_id": None}
+                for row, row_points in rows.items()}
+    else:
+        searched, best = search(task, space, rows, row_of, folder, tracker, curve)
     confirmed = []
     if seeds:
         print(f"{task}: confirm, {len(best) * len(seeds)} runs", file=sys.stderr, flush=True)
@@ -139,9 +140,12 @@ def run_task(task: str, space, rows: dict[str, list[dict]], seeds: list[int], fo
                              [r["params"] for r in best.values()], seeds)
     for record in confirmed:
         row = row_of[key(record["params"])]
-        tracker.confirmation_run(best[row]["trial_id"], record["seed"],
-                                 {**space.trial_params(record["params"]), "task": task,
-                                  "row": row}, record["history"], record["final"])
+        if best[row]["trial_id"] is None:  # no search run to confirm: a run of its own
+            log_run(tracker, space, task, record, row)
+            continue
+        params = {**space.trial_params(record["params"]), "task": task, "row": row}
+        tracker.confirmation_run(best[row]["trial_id"], record["seed"], params,
+                                 record["history"], record["final"])
     cells = {}
     for row in rows:
         chosen = best.get(row)
@@ -161,6 +165,30 @@ def run_task(task: str, space, rows: dict[str, list[dict]], seeds: list[int], fo
     return {"metric": space.metric, "cells": cells, "search": strip(searched),
             "confirm": strip(confirmed), "curve": curve_run and curve_run["history"],
             "errors": [r["error"] for r in searched + confirmed if r["error"]]}
+
+
+def search(task: str, space, rows: dict[str, list[dict]], row_of: dict[str, str],
+           folder: Path, tracker, curve: bool) -> tuple[list[dict], dict[str, dict]]:
+    """Every row's points with seed 0 (and the long no-dropout run); each row's best run."""
+    from hk_tune.search.grid import run_grid
+
+    points = []
+    if curve:  # first: it is the longest run, so it never trails the others
+        points.append({"dropout/preset": "baseline", "optim/max_steps": CURVE_STEPS,
+                       "optim/eval_every": CURVE_EVERY})
+    points += [point for row_points in rows.values() for point in row_points]
+    print(f"{task}: search, {len(points)} runs", file=sys.stderr, flush=True)
+    searched = run_grid(space, str(folder), "search", points, [space.seed])
+    for record in searched:
+        log_run(tracker, space, task, record, row_of.get(key(record["params"]), "curve"))
+    best: dict[str, dict] = {}
+    for record in searched:
+        row = row_of.get(key(record["params"]))
+        if row is None or not finite(record["value"]):
+            continue
+        if row not in best or better(record["value"], best[row]["value"], space.mode):
+            best[row] = record
+    return searched, best
 
 
 def log_run(tracker, space, task: str, record: dict, row: str) -> None:
@@ -222,9 +250,11 @@ def table(report: dict, metric: str) -> str:
     tasks = list(report["tasks"])
     seeds = report["seeds"]
     head = ["method", *tasks, "avg", "best point (per task)", "paper avg (RoBERTa-large)"]
-    over = (f"median ± std over seeds {seeds} (the point chosen on seed 0)" if seeds
+    chosen = ("each row at its preset's rate (0.1, λ 1)" if report["points_per_row"] == 1
+              else "the point chosen on seed 0")
+    over = (f"median ± std over seeds {seeds} ({chosen})" if seeds
             else "seed 0 only, the search run itself (no confirmation)")
-    lines = [f"{metric} ×100, {over}. "
+    lines = [f"{metric} ×100 after {report['steps']} steps, {over}. "
              "† = every seed above the baseline's best seed; ‡ = every seed below the "
              "baseline's worst.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -239,7 +269,7 @@ def table(report: dict, metric: str) -> str:
                 continue
             medians.append(cell["median"])
             mark = ""
-            if row != "baseline" and base.get("max") is not None:
+            if row != "baseline" and base.get("max") is not None and len(cell["values"]) > 1:
                 mark = "†" if cell["min"] > base["max"] else "‡" if cell["max"] < base["min"] \
                     else ""
             cells.append(f"{100 * cell['median']:.1f} ± {100 * cell['std']:.1f}{mark}")

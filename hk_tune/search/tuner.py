@@ -176,6 +176,9 @@ def resume_search(folder: str | Path, address: str | None = None) -> dict[str, A
     if not storage.exists(storage.join(folder, SEARCH_STATE)):
         raise ConfigError(f"{folder}: not a search folder (no {SEARCH_STATE}); give "
                           "storage_path/name of a search, e.g. hk_tune_runs/quickstart")
+    from hk_tune.search.tune_state import check_tune_state, tune_filesystem
+
+    check_tune_state(folder)
     state = json.loads(storage.read_text(storage.join(folder, SEARCH_STATE)))
     space = _load_space_copy(folder, state["overrides"])
     tracker = SearchTracker(state["tracking_uri"])
@@ -185,7 +188,8 @@ def resume_search(folder: str | Path, address: str | None = None) -> dict[str, A
     if storage.exists(storage.join(folder, "tuner.pkl")):
         tuner = ray.tune.Tuner.restore(
             folder, trainable=build_trainable(space, storage.join(folder, "train")),
-            resume_unfinished=True, resume_errored=True)
+            resume_unfinished=True, resume_errored=True,
+            storage_filesystem=tune_filesystem(folder))
         # Tuner.restore takes no RunConfig; the pickled one holds callbacks without a tracker
         # (see TrackingCallback.__getstate__), so hand it this session's.
         tuner._local_tuner._run_config.callbacks = _callbacks(space, tracker)
@@ -341,10 +345,13 @@ def run_plain(space: Space, folder: str, param_space: dict, name: str):
     """A plain Tune experiment (no searcher) in the search folder, resumed if it exists."""
     import ray.tune
 
+    from hk_tune.search.tune_state import tune_filesystem
+
     trainable = build_trainable(space, storage.join(folder, "train"))
     path = storage.join(folder, name)
     if storage.exists(storage.join(path, "tuner.pkl")):
-        tuner = ray.tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+        tuner = ray.tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
+                                       storage_filesystem=tune_filesystem(path))
     else:
         tuner = ray.tune.Tuner(
             trainable, param_space=param_space,
@@ -363,8 +370,11 @@ def trial_folder(trial) -> str:
 def _tune_run_config(space: Space, name: str, storage_path: str, callbacks: list):
     import ray.tune
 
+    from hk_tune.search.tune_state import tune_filesystem
+
     return ray.tune.RunConfig(
         name=name, storage_path=storage_path, callbacks=callbacks, verbose=1,
+        storage_filesystem=tune_filesystem(storage_path),
         # Restarts the executor's run cannot do itself: see `tune_max_failures`.
         failure_config=ray.tune.FailureConfig(max_failures=tune_max_failures(space)),
         # Two, not one: the last snapshot may name the checkpoint before the newest (RAY_ENV).

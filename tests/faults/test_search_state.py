@@ -1,0 +1,51 @@
+"""A search killed while Tune copies its state into the search folder: through the filesystem
+the search gives Tune, the file being written keeps its previous content; through pyarrow's
+plain local filesystem it is left cut short, which `hk-tune resume` then refuses by name.
+(The kill lands inside one write here; in a search it lands there now and then.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+WRITER = """
+import os, signal, sys
+import pyarrow.fs
+from hk_tune.search.tune_state import tune_filesystem
+
+fs = tune_filesystem(sys.argv[2]) if sys.argv[1] == "search" else pyarrow.fs.LocalFileSystem()
+stream = fs.open_output_stream(sys.argv[2])
+stream.write(b"new state, " * 1000)
+stream.flush()
+os.kill(os.getpid(), signal.SIGKILL)  # killed before the write completes
+"""
+
+
+@pytest.mark.parametrize("filesystem, left", [("search", b"previous state"),
+                                              ("pyarrow", b"new state, " * 1000)])
+def test_a_kill_during_a_write_leaves_a_whole_file(tmp_path, filesystem, left):
+    state = tmp_path / "searcher-state-2026-01-01_00-00-00.pkl"
+    state.write_bytes(b"previous state")
+    killed = subprocess.run([sys.executable, "-c", WRITER, filesystem, str(state)])
+    assert killed.returncode == -9
+    # pyarrow truncated the file when it opened it: what it holds now is what the kill left.
+    assert state.read_bytes() == left
+    assert [p.name for p in tmp_path.glob("searcher-state-*")] == [state.name]
+
+
+def test_resume_refuses_a_search_whose_tune_state_is_cut_short(tmp_path, capsys):
+    from hk_tune import cli
+
+    folder = tmp_path / "runs" / "cut"
+    folder.mkdir(parents=True)
+    (folder / "search.json").write_text("{}")
+    (folder / "tuner.pkl").write_bytes(b"\x80\x05 Tune's tuner")
+    cut = folder / "searcher-state-2026-01-01_00-00-00.pkl"
+    cut.write_bytes(b"")
+    assert cli.main(["resume", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"hk-tune: error: {cut}: Tune's saved state is empty or cut short (the search "
+                   "was killed while Tune wrote it), so the search cannot be resumed; start it "
+                   "again under another name (name=...)")

@@ -31,10 +31,7 @@ def trial_rows(space: Space, result_grid, metric: str) -> tuple[list[dict], dict
         trial_id = metrics.get("trial_id") or Path(result.path).name
         sampled = flatten_dict(result.config or {}, delimiter="/")
         params = space.trial_params(sampled)
-        frame = result.metrics_dataframe
-        history = [] if frame is None else [_plain(r) for r in frame.to_dict("records")]
-        histories[trial_id] = [{k: v for k, v in row.items() if _is_number(v)}
-                               for row in history]
+        histories[trial_id] = _history(result)
         status = "errored" if result.error is not None else trial_status(metrics)
         rows.append({**params, "sampled": sampled, "metric": _number(metrics.get(metric)),
                      "trial_id": trial_id, "name": run_name(params), "status": status,
@@ -51,15 +48,13 @@ def run_records(result_grid, metric: str) -> list[dict[str, Any]]:
     records = []
     for result in result_grid:
         config, metrics = result.config or {}, result.metrics or {}
-        frame = result.metrics_dataframe
-        history = [] if frame is None else [_plain(r) for r in frame.to_dict("records")]
         records.append({
             "params": config.get("params", {}), "seed": config.get("seed"),
             "trial_id": metrics.get("trial_id") or Path(result.path).name,
             "status": "errored" if result.error is not None else trial_status(metrics),
             "error": None if result.error is None else str(result.error)[-500:],
             "value": metrics.get(metric),
-            "history": [{k: v for k, v in row.items() if _is_number(v)} for row in history],
+            "history": _history(result),
             "final": {k: v for k, v in metrics.items() if _is_number(v)},
         })
     return records
@@ -179,6 +174,18 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _history(result) -> list[dict[str, Any]]:
+    """A run's evaluations, numbers only, one per step: a trial restarted in its own process
+    reports again the evaluations after its last registered checkpoint; the later one stays."""
+    frame = result.metrics_dataframe
+    rows = [] if frame is None else [_plain(r) for r in frame.to_dict("records")]
+    by_step: dict[Any, dict[str, Any]] = {}
+    for index, row in enumerate(rows):
+        by_step[row.get("step", f"row {index}")] = {k: v for k, v in row.items()
+                                                    if _is_number(v)}
+    return list(by_step.values())
 
 
 def _number(value: Any) -> float:

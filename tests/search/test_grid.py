@@ -85,3 +85,25 @@ def test_run_grid_runs_every_point_with_every_seed(tmp_path, tiny_models, toy_da
         assert [h["step"] for h in record["history"]] == [2, 4]
     again = run_grid(space, str(tmp_path / "runs"), "grid", points, [1, 2])  # finished: kept
     assert sorted(r["trial_id"] for r in again) == sorted(r["trial_id"] for r in records)
+
+
+def test_a_restarted_runs_repeated_evaluations_count_once():
+    """A trial restarted in its own process reports the evaluations after its last registered
+    checkpoint again (Tune's own result rows, here as Tune's dataframe holds them)."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from hk_tune.search.results import run_records
+
+    frame = pd.DataFrame([{"step": 2, "eval_accuracy": 0.5}, {"step": 4, "eval_accuracy": 0.6},
+                          {"step": 4, "eval_accuracy": 0.7}, {"step": 6, "eval_accuracy": 0.8}])
+    result = SimpleNamespace(config={"params": {"dropout/preset": "baseline"}, "seed": 1},
+                             metrics={"step": 6, "total_steps": 6, "eval_accuracy": 0.8},
+                             metrics_dataframe=frame, error=None, path="/runs/trial_a_00000")
+
+    (record,) = run_records([result], "eval_accuracy")
+
+    assert [(h["step"], h["eval_accuracy"]) for h in record["history"]] == [(2, 0.5), (4, 0.7),
+                                                                          (6, 0.8)]
+    assert record["status"] == "completed" and record["trial_id"] == "trial_a_00000"

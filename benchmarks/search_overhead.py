@@ -1,7 +1,7 @@
 """What a search costs beyond its training: the same N trials through `hk-tune search` (Ray Tune +
 OptunaSearch, MLflow, the in-process executor) and through a plain in-process Optuna loop.
 
-    python benchmarks/search_overhead.py [--trials 8] [--json]
+    python benchmarks/search_overhead.py [--trials 8] [--steps 2] [--json]
 
 Both run in fresh processes, one trial at a time (equal concurrency), the same MiniLM + LoRA
 training function (`hk_tune.train.loop.run_loop`) on the same tiny budget, so a trial's training
@@ -13,6 +13,9 @@ artifacts). With `--json` the last line is a JSON object with `ratio` and `per_t
 It also times, in fresh processes, what no Ray search goes below (Ray's start, a new process
 importing torch + transformers + peft and loading the model) and prints the ratio if only those
 remained.
+
+`--steps 60` gives each trial real training (the budget of `search_spaces/reproduce.yaml`'s
+runs), to see the ratio where the fixed costs are spread over trials that matter.
 
 Targets (issue 4): per-trial overhead <= 5 s and ratio <= 1.2.
 """
@@ -47,7 +50,7 @@ search:
     type: categorical
     choices: {none: {}, kl: {dropout.consistency.weight: {type: log_float, low: 0.01, high: 10}}}
 max_concurrent: 1
-resources: {num_workers: 1, cpus_per_worker: 1}
+resources: {num_workers: 1, cpus_per_worker: CPUS}
 executor: inprocess
 seed: 0
 """
@@ -131,6 +134,7 @@ def run(command: list[str], cwd: str) -> tuple[float, str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=2, help="training steps per trial")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plain", help=argparse.SUPPRESS)  # internal: the plain loop's process
     args = parser.parse_args()
@@ -140,7 +144,13 @@ def main() -> None:
 
     work = tempfile.mkdtemp(prefix="hk_tune_overhead_")
     space_file = str(Path(work) / "overhead.yaml")
-    Path(space_file).write_text(SPACE)
+    # One trial at a time with every core, as the plain loop has them: Ray sets a trial's
+    # torch threads (OMP_NUM_THREADS) to its CPU share.
+    cpus = os.cpu_count() or 1
+    Path(space_file).write_text(SPACE.replace("optim.max_steps: 2\n  optim.eval_every: 2",
+                                              f"optim.max_steps: {args.steps}\n"
+                                              f"  optim.eval_every: {args.steps}")
+                                .replace("cpus_per_worker: CPUS", f"cpus_per_worker: {cpus}"))
     python = sys.executable
     plain_wall, plain_out, _ = run(
         [python, str(Path(__file__).resolve()), "--plain", space_file, "--trials",
@@ -177,7 +187,7 @@ def main() -> None:
         "floor: new process importing torch+transformers+peft, loading the model (s)":
             floor["cold trial process"],
     }
-    print(f"{args.trials} trials, one at a time")
+    print(f"{args.trials} trials of {args.steps} steps, one at a time")
     print(f"hk-tune search: {search_wall:.1f} s   plain Optuna loop: {plain_wall:.1f} s")
     for key, value in breakdown.items():
         print(f"  {key:<66} {value}")
@@ -188,7 +198,8 @@ def main() -> None:
     if args.json:
         print(json.dumps({"ratio": round(ratio, 3), "per_trial_overhead_s": round(per_trial, 2),
                           "floor_ratio": round(floor_s / plain_wall, 3),
-                          "trials": args.trials, "search_s": round(search_wall, 1),
+                          "trials": args.trials, "steps": args.steps,
+                          "search_s": round(search_wall, 1),
                           "plain_s": round(plain_wall, 1), "breakdown": breakdown}))
 
 

@@ -34,30 +34,26 @@ def space_seed(space: Space) -> int:
     return int(space.fixed.get("seed", 0))
 
 
-def confirm(space: Space, picked: list[dict], run_experiment) -> list[dict]:
-    """Runs every picked configuration with the extra seeds.
+def confirm(space: Space, picked: list[dict], folder: str) -> list[dict]:
+    """Runs every picked configuration with the extra seeds, as the grid `folder/confirm`.
 
     Args:
         picked: ranked rows (with `sampled` params) to confirm.
-        run_experiment: (param_space, folder name) -> ResultGrid; the search's Tune runner.
+        folder: the search folder.
 
     Returns:
         One dict per run: confirms (trial id), seed, metric value, history, final metrics.
     """
-    import ray.tune
-
-    from hk_tune.search.results import run_records
+    from hk_tune.search.grid import run_grid
 
     seeds = extra_seeds(space)
     if not picked or not seeds:
         return []
-    grid = ray.tune.grid_search([row["sampled"] for row in picked])
-    results = run_experiment({"params": grid, "seed": ray.tune.grid_search(seeds)},
-                             CONFIRM_FOLDER)
+    records = run_grid(space, folder, CONFIRM_FOLDER, [row["sampled"] for row in picked], seeds)
     by_params = {repr(sorted(row["sampled"].items())): row["trial_id"] for row in picked}
     return [{"confirms": by_params.get(repr(sorted(record["params"].items()))),
              "seed": record["seed"], "value": record["value"], "history": record["history"],
-             "final": record["final"]} for record in run_records(results, space.metric)]
+             "final": record["final"]} for record in records]
 
 
 def summarize(space: Space, picked: list[dict], runs: list[dict],

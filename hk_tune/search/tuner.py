@@ -282,8 +282,7 @@ def finish(space: Space, folder: str, grid, tracker, timer: Timer | None = None
     if picked:
         print(f"confirming {len(picked)} configurations with {space.confirm_seeds} seeds",
               file=sys.stderr, flush=True)
-        runs = confirmation.confirm(space, picked, lambda ps, name: run_plain(
-            space, folder, ps, name))
+        runs = confirmation.confirm(space, picked, folder)
         for run in runs:
             row = next(r for r in picked if r["trial_id"] == run["confirms"])
             tracker.confirmation_run(run["confirms"], run["seed"], _params(row), run["history"],

@@ -28,16 +28,15 @@ def trial_rows(space: Space, result_grid, metric: str) -> tuple[list[dict], dict
     rows, histories = [], {}
     for result in result_grid:
         metrics = result.metrics or {}
-        trial_id = metrics.get("trial_id") or Path(result.path).name
+        run = _outcome(result)
         sampled = flatten_dict(result.config or {}, delimiter="/")
         params = space.trial_params(sampled)
-        histories[trial_id] = _history(result)
-        status = "errored" if result.error is not None else trial_status(metrics)
+        histories[run["trial_id"]] = _history(result)
         rows.append({**params, "sampled": sampled, "metric": _number(metrics.get(metric)),
-                     "trial_id": trial_id, "name": run_name(params), "status": status,
-                     "steps": metrics.get("step", 0), "time_s": round(
+                     "trial_id": run["trial_id"], "name": run_name(params),
+                     "status": run["status"], "steps": metrics.get("step", 0), "time_s": round(
                          float(metrics.get("time_total_s", 0.0)), 1),
-                     "error": None if result.error is None else str(result.error)[-500:]})
+                     "error": run["error"]})
     return rank(rows, space.mode), histories
 
 
@@ -49,10 +48,7 @@ def run_records(result_grid, metric: str) -> list[dict[str, Any]]:
     for result in result_grid:
         config, metrics = result.config or {}, result.metrics or {}
         records.append({
-            "params": config.get("params", {}), "seed": config.get("seed"),
-            "trial_id": metrics.get("trial_id") or Path(result.path).name,
-            "status": "errored" if result.error is not None else trial_status(metrics),
-            "error": None if result.error is None else str(result.error)[-500:],
+            "params": config.get("params", {}), "seed": config.get("seed"), **_outcome(result),
             "value": metrics.get(metric),
             "history": _history(result),
             "final": {k: v for k, v in metrics.items() if _is_number(v)},
@@ -174,6 +170,14 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _outcome(result) -> dict[str, Any]:
+    """A Tune result's trial id, status (completed, stopped or errored) and error (its end)."""
+    metrics = result.metrics or {}
+    return {"trial_id": metrics.get("trial_id") or Path(result.path).name,
+            "status": "errored" if result.error is not None else trial_status(metrics),
+            "error": None if result.error is None else str(result.error)[-500:]}
 
 
 def _history(result) -> list[dict[str, Any]]:

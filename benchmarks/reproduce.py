@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             rows = {row: points for row, points in rows.items() if row in args.rows}
         report["tasks"][task] = run_task(task, space, rows, seeds, storage / task, tracker,
                                          curve=not args.quick)
-        write_outputs(report, out, space.metric)  # a later task's failure keeps this one's
+        write_outputs(report, out, spaces)  # a later task's failure keeps this one's
     report["wall_s"] = round(time.perf_counter() - started, 1)
-    files = write_outputs(report, out, first.metric)
+    files = write_outputs(report, out, spaces)
     finish_tracking(tracker, report, spaces, files)
     print((out / "table.md").read_text())
     print(f"wrote {out} in {report['wall_s'] / 60:.1f} min; MLflow parent run "
@@ -193,28 +193,29 @@ def search(task: str, space, rows: dict[str, list[dict]], row_of: dict[str, str]
 
 def log_run(tracker, space, task: str, record: dict, row: str) -> None:
     """One search-phase run as a child run of the parent, with its whole metric history."""
+    from hk_tune.tracking import run_name
+
     params = {**space.trial_params(record["params"]), "task": task, "row": row}
-    name = f"{task} {row} " + " ".join(f"{k.split('/', 1)[1]}={v}"
-                                       for k, v in record["params"].items()
-                                       if k != "dropout/preset")
-    tracker.trial_started(record["trial_id"], params, name=name.strip())
+    name = f"{task} {run_name(params)}" + (" (no-dropout curve)" if row == "curve" else "")
+    if record["seed"] != space.seed:  # a seed of its own, when the search phase was skipped
+        name += f" seed={record['seed']}"
+    tracker.trial_started(record["trial_id"], params, name=name)
     for index, metrics in enumerate(record["history"]):
         tracker.trial_metrics(record["trial_id"], metrics, int(metrics.get("step", index + 1)))
     tracker.trial_finished(record["trial_id"], record["status"], record["error"])
 
 
-def write_outputs(report: dict, out: Path, metric: str) -> list[Path]:
+def write_outputs(report: dict, out: Path, spaces: dict) -> list[Path]:
     """table.md, reproduce.json, and per task the rate plot and the no-dropout curves."""
     from hk_tune.tracking.figures import Figure, Panel, Series, metric_vs_rate
     from hk_tune.tracking.plots import render
 
     files = [out / "table.md", out / "reproduce.json"]
-    files[0].write_text(table(report, metric))
+    files[0].write_text(table(report, next(iter(spaces.values())).metric))
     files[1].write_text(json.dumps(report, indent=1, default=str))
     for task, result in report["tasks"].items():
-        from hk_tune.search.space_file import load_space
-
-        space = load_space(SPACE_FILE, TASKS[task])
+        space = spaces[task]
+        metric = space.metric
         rows = []
         for record in result["search"]:
             preset = record["params"].get("dropout/preset", "")
@@ -226,7 +227,7 @@ def write_outputs(report: dict, out: Path, metric: str) -> list[Path]:
             rows.append({**flat, "metric": record["value"], "trial_id": record["trial_id"],
                          "name": record["params"]["dropout/preset"]})
         baseline = next((r["trial_id"] for r in rows if r["name"] == "baseline"), None)
-        figure = metric_vs_rate(rows, metric, "max", baseline)
+        figure = metric_vs_rate(rows, metric, space.mode, baseline)
         if figure is not None:
             figure.name = f"rate_{task}"
             figure.title = f"{task}: {metric} against rate (seed 0, search phase)"
@@ -290,23 +291,24 @@ def point_text(params: dict | None) -> str:
 
 
 def finish_tracking(tracker, report: dict, spaces: dict, files: list[Path]) -> None:
-    """Ends the parent run with one row per (task, method), the best of them as its best
-    configuration, and logs the outputs to it."""
-    results = []
-    for task, result in report["tasks"].items():
-        for row, cell in result["cells"].items():
-            results.append({"trial_id": f"{task}/{row}", "name": f"{task} {row}",
-                            "status": "completed" if cell["median"] is not None else "errored",
-                            "metric": cell["median"], "std": cell["std"],
-                            "seeds": len(cell["values"])})
-    scored = [r for r in results if finite(r["metric"])]
-    results = sorted(scored, key=lambda r: -r["metric"]) + [r for r in results
-                                                             if r not in scored]
-    best = {}
-    if scored:
-        task, row = scored[0]["trial_id"].split("/")
-        best = spaces[task].run_config(report["tasks"][task]["cells"][row]["params"])
+    """Ends the parent run with every trial run it holds as its results (finish_search ends
+    and deletes any child run not among them, as a search's orphan), the row with the best
+    median as its best configuration, and logs the outputs to it."""
     space = next(iter(spaces.values()))
+    sign = -1 if space.mode == "max" else 1
+    results, medians = [], []
+    for task, result in report["tasks"].items():
+        # The runs logged as trials: the search phase's, or the seeds' when it was skipped.
+        for run in result["search"] or result["confirm"]:
+            results.append({"trial_id": run["trial_id"], "status": run["status"],
+                            "metric": run["value"], "task": task})
+        medians += [(sign * cell["median"], task, row) for row, cell in result["cells"].items()
+                    if finite(cell["median"])]
+    results.sort(key=lambda r: sign * r["metric"] if finite(r["metric"]) else math.inf)
+    best = {}
+    if medians:
+        _, task, row = min(medians)
+        best = spaces[task].run_config(report["tasks"][task]["cells"][row]["params"])
     tracker.finish_search(results, best, space.metric, space.mode)
     tracker.log_files(files)
     for line in tracker.gaps():

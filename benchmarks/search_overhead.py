@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SPACE = """# overhead benchmark: a trivial trial (2 steps of MiniLM + LoRA, 32 eval rows)
+SPACE = """# overhead benchmark: MiniLM + LoRA, STEPS steps a trial (2: trivial), 32 eval rows
 fixed:
   model: minilm
   data.source: bundled:sentiment
@@ -40,8 +40,8 @@ fixed:
   data.max_train_samples: 64
   data.max_eval_samples: 32
   optim.batch_size: 8
-  optim.max_steps: 2
-  optim.eval_every: 2
+  optim.max_steps: STEPS
+  optim.eval_every: STEPS
 search:
   dropout.attn_logits:
     type: categorical
@@ -147,10 +147,8 @@ def main() -> None:
     # One trial at a time with every core, as the plain loop has them: Ray sets a trial's
     # torch threads (OMP_NUM_THREADS) to its CPU share.
     cpus = os.cpu_count() or 1
-    Path(space_file).write_text(SPACE.replace("optim.max_steps: 2\n  optim.eval_every: 2",
-                                              f"optim.max_steps: {args.steps}\n"
-                                              f"  optim.eval_every: {args.steps}")
-                                .replace("cpus_per_worker: CPUS", f"cpus_per_worker: {cpus}"))
+    Path(space_file).write_text(SPACE.replace("STEPS", str(args.steps))
+                                .replace("CPUS", str(cpus)))
     python = sys.executable
     plain_wall, plain_out, _ = run(
         [python, str(Path(__file__).resolve()), "--plain", space_file, "--trials",

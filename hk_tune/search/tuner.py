@@ -186,13 +186,22 @@ def resume_search(folder: str | Path, address: str | None = None) -> dict[str, A
     tracker.attach_search(state["parent_run_id"])
     start_ray(address or state.get("address"))
     if storage.exists(storage.join(folder, "tuner.pkl")):
+        from hk_tune.search.searcher import build_search
+
         tuner = ray.tune.Tuner.restore(
             folder, trainable=build_trainable(space, storage.join(folder, "train")),
             resume_unfinished=True, resume_errored=True,
             storage_filesystem=tune_filesystem(folder))
-        # Tuner.restore takes no RunConfig; the pickled one holds callbacks without a tracker
-        # (see TrackingCallback.__getstate__), so hand it this session's.
+        # Tuner.restore takes no RunConfig or TuneConfig. The pickled callbacks hold no tracker
+        # (see TrackingCallback.__getstate__), so hand them this session's; the searcher is
+        # rebuilt from the trials of the saved experiment, which its own saved state may not
+        # match (see hk_tune.search.searcher).
         tuner._local_tuner._run_config.callbacks = _callbacks(space, tracker)
+        trials = ray.tune.ExperimentAnalysis(
+            folder, storage_filesystem=tune_filesystem(folder)).trials
+        tune_config = tuner._local_tuner._tune_config
+        tune_config.search_alg = build_search(space, concurrency(space), trials)
+        tune_config.max_concurrent_trials = None  # the search holds the limit
     else:  # interrupted before Tune wrote its state: nothing ran yet
         tuner = build_tuner(space, folder, tracker)
     return finish(space, folder, tuner.fit(), tracker)
@@ -211,20 +220,13 @@ def _load_space_copy(folder: str, overrides: list[str]) -> Space:
 
 
 def build_tuner(space: Space, folder: str, tracker):
-    """The Tuner: OptunaSearch (seeded TPE, presets enqueued first), ASHA if asked, resources
-    and concurrency from the space and the cluster."""
-    import optuna
+    """The Tuner: the search (seeded TPE, presets first, concurrency from the space and the
+    cluster), ASHA if asked, resources from the space."""
     import ray.tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    startup = max(2, min(10, space.num_samples // 2))  # random draws before TPE models anything
-    searcher = OptunaSearch(
-        space.suggest, metric=space.metric, mode=space.mode,
-        points_to_evaluate=space.warm_start_points() or None,
-        sampler=optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=startup),
-    )
+    from hk_tune.search.searcher import build_search
+
     scheduler = None
     if space.scheduler == "asha":
         scheduler = ASHAScheduler(metric=space.metric, mode=space.mode,
@@ -233,8 +235,8 @@ def build_tuner(space: Space, folder: str, tracker):
     return ray.tune.Tuner(
         build_trainable(space, storage.join(folder, "train")),
         tune_config=ray.tune.TuneConfig(
-            search_alg=searcher, scheduler=scheduler, num_samples=space.num_samples,
-            max_concurrent_trials=concurrency(space),
+            search_alg=build_search(space, concurrency(space)), scheduler=scheduler,
+            num_samples=space.num_samples,
             reuse_actors=choose_executor(space) == "inprocess",
             trial_dirname_creator=trial_folder),
         run_config=_tune_run_config(space, space.name, storage.resolve(space.storage_path),

@@ -34,8 +34,15 @@ def finished_trials(uri: str) -> dict[str, int]:
         client.get_metric_history(run.info.run_id, "eval_accuracy")) for run in runs}
 
 
+# Tune copies the experiment state and the searcher state into the search folder as separate
+# files, so a kill can leave either one a step older than the other; both are made here for
+# sure, besides the plain kill.
+DAMAGE = ["as killed", "searcher older", "experiment older"]
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
 def test_resume_completes_the_budget_without_rerunning_finished_trials(
-        tmp_path, tiny_models, toy_data):
+        tmp_path, tiny_models, toy_data, damage):
     import ray
 
     space = tiny_space(tmp_path, tiny_models, toy_data, num_samples=5, max_concurrent=1,
@@ -49,16 +56,27 @@ def test_resume_completes_the_budget_without_rerunning_finished_trials(
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
     folder = tmp_path / "runs" / "tiny"
     deadline = time.monotonic() + 240
+    older_searcher = None
     # search.json appears once the search's MLflow run exists: only then read the store, so
-    # that two processes never create its tables at once.
-    while not (folder / "search.json").exists() or len(finished_trials(uri)) < 2:
+    # that two processes never create its tables at once. Killed once two trials have finished
+    # and Tune's state holds a third, unfinished one.
+    while not (folder / "search.json").exists() or len(finished_trials(uri)) < 2 or not (
+            unfinished_trials(folder)):
         assert process.poll() is None, (tmp_path / "search.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "no two trials finished in time"
+        if older_searcher is None and (folder / "search.json").exists() and finished_trials(uri):
+            older_searcher = searcher_state(folder)
         time.sleep(0.3)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     before = finished_trials(uri)
     assert 2 <= len(before) < 5
+    if damage == "searcher older":
+        assert older_searcher and older_searcher != searcher_state(folder)
+        for path, data in older_searcher.items():
+            path.write_bytes(data)
+    elif damage == "experiment older":
+        forget_unfinished_trials(folder)
 
     assert cli.main(["resume", str(folder), "--json"]) == 0
     summary = json.loads((folder / "summary.json").read_text())
@@ -70,6 +88,38 @@ def test_resume_completes_the_budget_without_rerunning_finished_trials(
         assert after[trial] == rows, f"{trial} ran again"
     check_child_runs(uri, {row["trial_id"] for row in summary["results"]},
                      steps=list(range(8, 49, 8)))
+
+
+def newest(folder, pattern: str):
+    found = list(folder.glob(pattern))
+    return max(found, key=lambda path: path.stat().st_mtime) if found else None
+
+
+def experiment_trials(folder) -> list[dict]:
+    """The trials in Tune's newest experiment state (a file replaced whole, never half-written)."""
+    path = newest(folder, "experiment_state-*.json")
+    if path is None:
+        return []
+    return [json.loads(state) for state, _ in json.loads(path.read_text())["trial_data"]]
+
+
+def unfinished_trials(folder) -> list[str]:
+    return [t["trial_id"] for t in experiment_trials(folder) if t["status"] != "TERMINATED"]
+
+
+def searcher_state(folder) -> dict:
+    """The newest searcher files (Optuna's study; the trial counter and concurrency limiter)."""
+    paths = [newest(folder, "searcher-state-*.pkl"), newest(folder, "search_gen_state-*.json")]
+    return {path: path.read_bytes() for path in paths if path is not None}
+
+
+def forget_unfinished_trials(folder) -> None:
+    """Tune's experiment state as it was before the unfinished trials began."""
+    path = newest(folder, "experiment_state-*.json")
+    state = json.loads(path.read_text())
+    state["trial_data"] = [entry for entry in state["trial_data"]
+                           if json.loads(entry[0])["status"] == "TERMINATED"]
+    path.write_text(json.dumps(state))
 
 
 def check_child_runs(uri: str, trial_ids: set[str], steps: list[int]) -> None:

@@ -1,0 +1,90 @@
+"""The search algorithm rebuilt from a search's trials (hk_tune.search.searcher): what a resumed
+search's searcher knows must be exactly what Tune's saved experiment holds, whatever the
+searcher's own saved files say. No Ray processes: Tune's search objects are driven directly."""
+
+from __future__ import annotations
+
+import pytest
+from ray.tune.experiment import Trial
+from ray.tune.registry import register_trainable
+from test_search import tiny_space
+
+from hk_tune.search.searcher import build_search
+from hk_tune.search.space_file import load_space
+
+
+@pytest.fixture
+def space(tmp_path, tiny_models, toy_data):
+    # Tune checks that the trainable a trial names is registered; none ever runs here.
+    register_trainable("hk_tune", lambda config: None)
+    return load_space(tiny_space(tmp_path, tiny_models, toy_data, num_samples=6))
+
+
+def saved_trial(trial_id: str, params: dict, status: str, accuracy: float | None = None):
+    """A trial as Tune restores it from its experiment state."""
+    trial = Trial("hk_tune", config={}, trial_id=trial_id, evaluated_params=params, stub=True)
+    trial.set_status(status)
+    if accuracy is not None:
+        trial.run_metadata.last_result = {"eval_accuracy": accuracy, "training_iteration": 3}
+    return trial
+
+
+def next_suggestion(search):
+    trial = search.next_trial()
+    return None if trial is None else (trial.trial_id, trial.evaluated_params)
+
+
+def test_a_new_search_starts_with_its_presets_in_order(space):
+    search = build_search(space, max_concurrent=2)
+    search.add_configurations({"tiny": {"run": "hk_tune", "num_samples": space.num_samples}})
+    points = space.warm_start_points()
+    first, second = next_suggestion(search), next_suggestion(search)
+    assert [first[1], second[1]] == points
+    assert next_suggestion(search) is None  # two live trials, limit 2
+
+
+def test_a_rebuilt_search_holds_the_saved_trials_and_only_them(space, tmp_path):
+    baseline, hiddenkey = space.warm_start_points()
+    trials = [saved_trial("a", baseline, Trial.TERMINATED, accuracy=0.75),
+              saved_trial("b", hiddenkey, Trial.RUNNING)]
+    search = build_search(space, max_concurrent=1, trials=trials)
+    # The saved searcher state is not laid over the trials (it may be older or newer than
+    # them); only what to run is taken from it.
+    saved = build_search(space, max_concurrent=1)
+    saved.add_configurations({"tiny": {"run": "hk_tune", "num_samples": 1}})
+    saved.next_trial()
+    saved.save_to_dir(str(tmp_path), session_str="saved")
+    search.restore_from_dir(str(tmp_path))
+
+    limiter = search.searcher
+    optuna_search = limiter.searcher
+    study = optuna_search._ot_study
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert [(t.params, t.value) for t in done] == [(baseline, 0.75)]
+    # The running trial is known, so its results and completion reach Optuna ...
+    assert limiter.live_trials == {"b"}
+    assert next_suggestion(search) is None  # ... and it holds the one concurrency slot
+    search.on_trial_result("b", {"eval_accuracy": 0.5, "training_iteration": 1})
+    search.on_trial_complete("b", {"eval_accuracy": 0.8, "training_iteration": 3})
+    assert sorted(t.value for t in study.trials if t.state.name == "COMPLETE") == [0.75, 0.8]
+
+    # Both presets are taken; the budget left is 6 - 2 trials.
+    suggested = []
+    while (suggestion := next_suggestion(search)) is not None:
+        suggested.append(suggestion)
+        search.on_trial_complete(suggestion[0], {"eval_accuracy": 0.6})
+    assert len(suggested) == 4
+    assert all(params not in (baseline, hiddenkey) for _, params in suggested)
+    assert search.is_finished()
+
+
+def test_errored_trials_are_run_again_so_they_stay_live(space):
+    baseline, _ = space.warm_start_points()
+    search = build_search(space, max_concurrent=2,
+                          trials=[saved_trial("a", baseline, Trial.ERROR)])
+    assert search.searcher.live_trials == {"a"}
+    search.on_trial_complete("a", {"eval_accuracy": 0.7})
+    study = search.searcher.searcher._ot_study
+    assert [(t.params, t.value) for t in study.trials if t.state.name == "COMPLETE"] == [
+        (baseline, 0.7)]
+

@@ -9,6 +9,12 @@ Tune quietly starts the experiment over with a half-restored searcher that waits
 trial that no longer exists. Through this filesystem each file is written to a temporary file
 beside it and renamed over it when complete: a kill leaves the previous copy.
 
+The copy itself can also be torn: Tune rewrites its staging experiment_state file in place
+(open, truncate, write) at the next step while the previous copy may still be reading it, so a
+copy can hold an empty or cut-short experiment state. Such a copy is dropped, keeping the
+previous one; the next step copies the whole file. (The searcher files are replaced whole in
+staging, so their copies are whole.)
+
     tune.RunConfig(storage_path=folder, storage_filesystem=tune_filesystem(folder))
     check_tune_state(folder)    # before Tuner.restore: ConfigError naming a damaged file
 
@@ -17,9 +23,11 @@ Object stores need none of this: an object appears whole when its upload complet
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow
@@ -30,7 +38,8 @@ from hk_tune.errors import ConfigError
 from hk_tune.train import storage
 
 # What Tuner.restore reads from a search folder (the newest of each is the one it uses).
-TUNE_STATE_FILES = ("tuner.pkl", "experiment_state-*.json", "searcher-state-*.pkl",
+EXPERIMENT_STATE = "experiment_state-*.json"
+TUNE_STATE_FILES = ("tuner.pkl", EXPERIMENT_STATE, "searcher-state-*.pkl",
                     "search_gen_state-*.json")
 
 
@@ -87,7 +96,8 @@ class AtomicLocalHandler(pyarrow.fs.FSSpecHandler):
         return (AtomicLocalHandler, ())
 
     def open_output_stream(self, path: str, metadata) -> pyarrow.NativeFile:
-        return pyarrow.PythonFile(ReplaceOnClose(path), mode="w")
+        whole = _is_json if fnmatch.fnmatch(os.path.basename(path), EXPERIMENT_STATE) else None
+        return pyarrow.PythonFile(ReplaceOnClose(path, whole), mode="w")
 
     def open_append_stream(self, path: str, metadata) -> pyarrow.NativeFile:
         # Appending means keeping what is there: copy it into the new file first.
@@ -100,15 +110,17 @@ class AtomicLocalHandler(pyarrow.fs.FSSpecHandler):
 
 class ReplaceOnClose:
     """A binary file written as `.<name>.<random>.tmp` beside `path`, renamed to `path` by
-    `close`. The hidden temporary name matches none of the patterns Tune lists files by."""
+    `close`, if `whole(temporary path)` says it is whole (else dropped, keeping `path`). The
+    hidden temporary name matches none of the patterns Tune lists files by."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, whole: Callable[[str], bool] | None = None):
         folder = os.path.dirname(path) or "."
         os.makedirs(folder, exist_ok=True)
         handle, self._temporary = tempfile.mkstemp(
             dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
         self._file = os.fdopen(handle, "wb")
         self._path = path
+        self._whole = whole
 
     def write(self, data) -> int:
         return self._file.write(data)
@@ -124,4 +136,16 @@ class ReplaceOnClose:
         if self._file.closed:
             return
         self._file.close()
-        os.replace(self._temporary, self._path)
+        if self._whole is None or self._whole(self._temporary):
+            os.replace(self._temporary, self._path)
+        else:
+            os.remove(self._temporary)
+
+
+def _is_json(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            json.load(file)
+    except ValueError:  # empty or cut short (JSONDecodeError, UnicodeDecodeError)
+        return False
+    return True

@@ -49,3 +49,32 @@ def test_resume_refuses_a_search_whose_tune_state_is_cut_short(tmp_path, capsys)
     assert err == (f"hk-tune: error: {cut}: Tune's saved state is empty or cut short (the search "
                    "was killed while Tune wrote it), so the search cannot be resumed; start it "
                    "again under another name (name=...)")
+
+
+def test_a_torn_copy_of_the_experiment_state_keeps_the_previous_one(tmp_path):
+    # Tune rewrites its staging experiment state in place while the previous copy may still read
+    # it: the copy then holds a prefix of the new file. Copied as Tune copies (pyarrow's
+    # copy_files through the search's filesystem), such a copy is dropped and a whole one kept.
+    import json
+
+    import pyarrow.fs
+
+    from hk_tune.search.tune_state import tune_filesystem
+
+    staging, folder = tmp_path / "staging", tmp_path / "search"
+    staging.mkdir()
+    folder.mkdir()
+    name = "experiment_state-2026-01-01_00-00-00.json"
+    whole = json.dumps({"trial_data": [["{}", "{}"]] * 50})
+    destination = tune_filesystem(str(folder))
+    for text in (whole, whole[:len(whole) // 2], "", whole.replace("{}", "[]")):
+        (staging / name).write_text(text)
+        (staging / "searcher-state-2026-01-01_00-00-00.pkl").write_bytes(text.encode()[:10])
+        pyarrow.fs.copy_files(str(staging), str(folder), destination_filesystem=destination)
+        kept = json.loads((folder / name).read_text())
+        assert kept == json.loads(whole if text in ("", whole[:len(whole) // 2]) else text)
+        # Only the experiment state is checked: other files are copied as they are.
+        assert (folder / "searcher-state-2026-01-01_00-00-00.pkl").read_bytes() == (
+            text.encode()[:10])
+    assert sorted(p.name for p in folder.iterdir()) == [
+        name, "searcher-state-2026-01-01_00-00-00.pkl"]

@@ -1,11 +1,13 @@
 """What a search costs beyond its training: the same N trials through `hk-tune search` (Ray Tune +
 OptunaSearch, MLflow, the in-process executor) and through a plain in-process Optuna loop.
 
-    python benchmarks/search_overhead.py [--trials 8] [--steps 2] [--json]
+    python benchmarks/search_overhead.py [--trials 8] [--steps 2] [--repeats 2] [--json]
 
 Both run in fresh processes, one trial at a time (equal concurrency), the same MiniLM + LoRA
-training function (`hk_tune.train.loop.run_loop`) on the same tiny budget, so a trial's training
-is ~1-2 s and the difference is overhead. Prints the wall-time ratio, the per-trial overhead
+training function (`hk_tune.train.loop.run_loop`) on the same tiny budget and the same
+configurations (the plain loop is given the ones the search ran), so a trial's training is
+~1-2 s and the difference is overhead. The two run in turns, `--repeats` times each, since this
+machine's speed drifts over minutes. Prints the wall-time ratio, the per-trial overhead
 ((search - plain) / N) and where the search's time went: interpreter and imports, the model
 and data check, Ray start (the MLflow set-up runs meanwhile), the trials as Tune timed them
 inside the actor, Tune's own time between trials, and the end (ranking, fANOVA, MLflow
@@ -25,6 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,8 +60,10 @@ seed: 0
 """
 
 
-def plain_loop(space_file: str, trials: int) -> None:
-    """The baseline: an in-process Optuna loop over the same space and training function."""
+def plain_loop(space_file: str, trials: int, points: list[dict]) -> None:
+    """The baseline: an in-process Optuna loop over the same space and training function, given
+    the configurations the search ran (`points`, in its order): a trial's cost depends on its
+    configuration (a consistency loss doubles the forward passes), so both run the same ones."""
     started = time.perf_counter()
     import optuna
 
@@ -81,6 +87,8 @@ def plain_loop(space_file: str, trials: int) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=space.seed))
+    for point in points:
+        study.enqueue_trial(point)
     times = []
 
     def objective(trial):
@@ -121,6 +129,14 @@ def floor_costs(cwd: str) -> dict[str, float]:
     return costs
 
 
+def searched_points(folder: str) -> list[dict]:
+    """The configurations a search's trials ran, as Optuna parameters, in the order they began."""
+    from ray.tune import ExperimentAnalysis
+
+    trials = sorted(ExperimentAnalysis(folder).trials, key=lambda t: t.run_metadata.start_time)
+    return [trial.evaluated_params for trial in trials]
+
+
 def run(command: list[str], cwd: str) -> tuple[float, str, str]:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
@@ -135,11 +151,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--steps", type=int, default=2, help="training steps per trial")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="runs of each, taken in turns (the ratio is of their medians)")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--plain", help=argparse.SUPPRESS)  # internal: the plain loop's process
+    # internal: the plain loop's process, and the search's configurations for it
+    parser.add_argument("--plain", help=argparse.SUPPRESS)
+    parser.add_argument("--points", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain:
-        plain_loop(args.plain, args.trials)
+        plain_loop(args.plain, args.trials, json.loads(Path(args.points).read_text()))
         return
 
     work = tempfile.mkdtemp(prefix="hk_tune_overhead_")
@@ -150,14 +170,25 @@ def main() -> None:
     Path(space_file).write_text(SPACE.replace("STEPS", str(args.steps))
                                 .replace("CPUS", str(cpus)))
     python = sys.executable
-    plain_wall, plain_out, _ = run(
-        [python, str(Path(__file__).resolve()), "--plain", space_file, "--trials",
-         str(args.trials)], work)
-    plain = json.loads(plain_out.strip().splitlines()[-1])
     hk_tune = str(Path(python).with_name("hk-tune"))
-    search_wall, search_out, _ = run(
-        [hk_tune, "search", space_file, f"num_samples={args.trials}", "--json"], work)
-    summary = json.loads((Path(work) / "hk_tune_runs" / "overhead" / "summary.json").read_text())
+    # This machine's speed drifts by 10-20% over minutes: the two are run in turns, `--repeats`
+    # times each, and the ratio is taken between their medians.
+    folder = Path(work) / "hk_tune_runs" / "overhead"
+    points_file = str(Path(work) / "points.json")
+    plain_walls, search_walls = [], []
+    for _ in range(args.repeats):
+        shutil.rmtree(folder, ignore_errors=True)  # a new search each time
+        wall, _, _ = run([hk_tune, "search", space_file, f"num_samples={args.trials}",
+                          "--json"], work)
+        search_walls.append(wall)
+        Path(points_file).write_text(json.dumps(searched_points(str(folder))))
+        wall, plain_out, _ = run(
+            [python, str(Path(__file__).resolve()), "--plain", space_file, "--trials",
+             str(args.trials), "--points", points_file], work)
+        plain_walls.append(wall)
+    plain = json.loads(plain_out.strip().splitlines()[-1])
+    plain_wall, search_wall = statistics.median(plain_walls), statistics.median(search_walls)
+    summary = json.loads((folder / "summary.json").read_text())
     timings = summary["timings_s"]
     floor = floor_costs(work)
     trial_s = [row["time_s"] for row in summary["results"]]
@@ -185,8 +216,11 @@ def main() -> None:
         "floor: new process importing torch+transformers+peft, loading the model (s)":
             floor["cold trial process"],
     }
-    print(f"{args.trials} trials of {args.steps} steps, one at a time")
-    print(f"hk-tune search: {search_wall:.1f} s   plain Optuna loop: {plain_wall:.1f} s")
+    print(f"{args.trials} trials of {args.steps} steps, one at a time; {args.repeats} runs "
+          "of each, in turns; the breakdown is of the last search")
+    print(f"hk-tune search: {search_wall:.1f} s   plain Optuna loop: {plain_wall:.1f} s   "
+          f"(medians; runs: search {[round(w, 1) for w in search_walls]}, plain "
+          f"{[round(w, 1) for w in plain_walls]})")
     for key, value in breakdown.items():
         print(f"  {key:<66} {value}")
     print(f"ratio {ratio:.2f}   per-trial overhead {per_trial:.2f} s")
@@ -197,6 +231,7 @@ def main() -> None:
         print(json.dumps({"ratio": round(ratio, 3), "per_trial_overhead_s": round(per_trial, 2),
                           "floor_ratio": round(floor_s / plain_wall, 3),
                           "trials": args.trials, "steps": args.steps,
+                          "repeats": args.repeats,
                           "search_s": round(search_wall, 1),
                           "plain_s": round(plain_wall, 1), "breakdown": breakdown}))
 

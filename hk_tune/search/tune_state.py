@@ -66,11 +66,8 @@ def check_tune_state(folder: str) -> None:
             continue
         newest = found[-1]
         damaged = newest.stat().st_size == 0
-        if not damaged and newest.name.startswith("experiment_state-"):
-            try:  # JSON, unlike the other state files (pickles)
-                json.loads(newest.read_text())
-            except ValueError:
-                damaged = True
+        if not damaged and pattern == EXPERIMENT_STATE:  # JSON, unlike the others (pickles)
+            damaged = not _is_json(str(newest))
         if damaged:
             raise ConfigError(f"{newest}: Tune's saved state is empty or cut short (the search "
                               "was killed while Tune wrote it), so the search cannot be resumed; "

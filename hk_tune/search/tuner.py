@@ -194,11 +194,11 @@ def resume_search(folder: str | Path, address: str | None = None) -> dict[str, A
             storage_filesystem=tune_filesystem(folder))
         # Tuner.restore takes no RunConfig or TuneConfig. The pickled callbacks hold no tracker
         # (see TrackingCallback.__getstate__), so hand them this session's; the searcher is
-        # rebuilt from the trials of the saved experiment, which its own saved state may not
-        # match (see hk_tune.search.searcher).
+        # rebuilt from the trials of the saved experiment (which Tuner.restore has read), since
+        # its own saved state may not match them (see hk_tune.search.searcher).
         tuner._local_tuner._run_config.callbacks = _callbacks(space, tracker)
-        trials = ray.tune.ExperimentAnalysis(
-            folder, storage_filesystem=tune_filesystem(folder)).trials
+        saved = tuner._local_tuner._experiment_analysis  # None: no experiment state, Tune says
+        trials = saved.trials if saved is not None else []
         tune_config = tuner._local_tuner._tune_config
         tune_config.search_alg = build_search(space, concurrency(space), trials)
         tune_config.max_concurrent_trials = None  # the search holds the limit

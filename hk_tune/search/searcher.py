@@ -3,7 +3,7 @@
 A resumed search does not restore the searcher from its own saved files. Tune saves the
 experiment (its trials) and the searcher (Optuna's study, the concurrency limiter, the trial
 counter) in separate files and copies them into the search folder one by one, in parallel,
-after every step. A search killed between two copies leaves a searcher that does not match the
+at every snapshot. A search killed between two copies leaves a searcher that does not match the
 trials, and the resumed search then fails on a trial the searcher never saw (KeyError in
 `OptunaSearch.on_trial_result`), waits forever for one it holds a concurrency slot for but the
 experiment lacks, or runs one trial more or fewer than the budget. So the trials are the one

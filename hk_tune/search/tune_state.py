@@ -1,32 +1,49 @@
-"""Tune's saved state in a search folder: written whole, and checked before a resume.
+"""Tune's saved state in a search folder: saved when a trial changes, written whole, never naming
+a deleted checkpoint, and checked before a resume.
 
-Tune writes its state (experiment_state-*.json, searcher-state-*.pkl, search_gen_state-*.json)
-atomically into a staging folder, then copies the folder into storage_path from a background
-thread, after every step (`TUNE_GLOBAL_CHECKPOINT_S=0`, see `tuner.RAY_ENV`). pyarrow's local
-filesystem opens each destination file truncated and then writes it, so a search killed during
-a copy leaves an empty or partial file. `hk-tune resume` then fails to restore the searcher, and
-Tune quietly starts the experiment over with a half-restored searcher that waits forever for a
-trial that no longer exists. Through this filesystem each file is written to a temporary file
-beside it and renamed over it when complete: a kill leaves the previous copy.
+Tune saves its state (experiment_state-*.json, searcher-state-*.pkl, search_gen_state-*.json)
+into a staging folder, then copies the folder into storage_path from a background thread. By
+default it does so every 10 s or more: a search killed meanwhile loses the trials that started,
+reported or finished since (a finished trial would run again). After every step instead
+(`TUNE_GLOBAL_CHECKPOINT_S=0`, ten times a second) made each trial 15-25% slower on 2 cores:
+the driver rewrote and copied the whole state, most times unchanged, growing with the trials. `snapshot_on_change` saves it at the end of every step in which a trial was
+added, started, reported, checkpointed or stopped, and only then (besides Tune's own period).
+
+pyarrow's local filesystem opens each destination file truncated and then writes it, so a search
+killed during a copy leaves an empty or partial file. `hk-tune resume` then fails to restore the
+searcher, and Tune quietly starts the experiment over with a half-restored searcher that waits
+forever for a trial that no longer exists. Through this filesystem each file is written to a
+temporary file beside it and renamed over it when complete: a kill leaves the previous copy.
 
 The copy itself can also be torn: Tune rewrites its staging experiment_state file in place
-(open, truncate, write) at the next step while the previous copy may still be reading it, so a
-copy can hold an empty or cut-short experiment state. Such a copy is dropped, keeping the
-previous one; the next step copies the whole file. (The searcher files are replaced whole in
-staging, so their copies are whole.)
+(open, truncate, write) while the previous copy may still be reading it, so a copy can hold an
+empty or cut-short experiment state. Such a copy is dropped, keeping the previous one; the next
+copy is whole. (The searcher files are replaced whole in staging, so their copies are whole.)
 
-    tune.RunConfig(storage_path=folder, storage_filesystem=tune_filesystem(folder))
+Tune deletes a trial's older checkpoints as new ones arrive, before the saved experiment state
+names the new ones: a search killed in between would resume the trial from a checkpoint that is
+gone. Through this filesystem a checkpoint folder is deleted only once the experiment state in
+its search folder no longer names it; until then it waits. A search killed meanwhile leaves the
+waiting folders on disk (a checkpoint or two per trial).
+
+    with snapshot_on_change():
+        tune.Tuner(..., run_config=tune.RunConfig(
+            storage_path=folder, storage_filesystem=tune_filesystem(folder))).fit()
     check_tune_state(folder)    # before Tuner.restore: ConfigError naming a damaged file
 
-Object stores need none of this: an object appears whole when its upload completes.
+Object stores need none of the filesystem's care for whole files (an object appears whole when
+its upload completes); a deleted checkpoint there is named until the next snapshot lands.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
+import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,6 +58,36 @@ from hk_tune.train import storage
 EXPERIMENT_STATE = "experiment_state-*.json"
 TUNE_STATE_FILES = ("tuner.pkl", EXPERIMENT_STATE, "searcher-state-*.pkl",
                     "search_gen_state-*.json")
+CHECKPOINT = "checkpoint_*"  # a trial's checkpoint folder: <search>/trial_<id>/checkpoint_<n>
+
+# Checkpoint folders Tune has deleted that the search folder's experiment state may still name,
+# by search folder; a search folder is a key once this process has saved a state into it. The
+# driver's trials hand their checkpoints back with filesystems of their own: this is per process.
+_WAITING: dict[str, set[str]] = {}
+_WAITING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def snapshot_on_change():
+    """While the block runs, Tune saves its state at the end of every step in which a trial
+    changed (see the module docstring).
+
+    Tune's controller marks a trial for its next snapshot whenever the trial is added, started,
+    reports, checkpoints or stops (`_trials_to_cache`); a marked trial forces the snapshot. The
+    controller has no setting for this, so its `checkpoint` method is wrapped for the block.
+    """
+    from ray.tune.execution.tune_controller import TuneController
+
+    checkpoint = TuneController.checkpoint
+
+    def on_change(controller, force: bool = False, wait: bool = False) -> None:
+        checkpoint(controller, force=force or bool(controller._trials_to_cache), wait=wait)
+
+    TuneController.checkpoint = on_change
+    try:
+        yield
+    finally:
+        TuneController.checkpoint = checkpoint
 
 
 def tune_filesystem(path: str):
@@ -93,8 +140,21 @@ class AtomicLocalHandler(pyarrow.fs.FSSpecHandler):
         return (AtomicLocalHandler, ())
 
     def open_output_stream(self, path: str, metadata) -> pyarrow.NativeFile:
-        whole = _is_json if fnmatch.fnmatch(os.path.basename(path), EXPERIMENT_STATE) else None
-        return pyarrow.PythonFile(ReplaceOnClose(path, whole), mode="w")
+        if fnmatch.fnmatch(os.path.basename(path), EXPERIMENT_STATE):
+            stream = ReplaceOnClose(path, _is_json,
+                                    lambda state: release_checkpoints(os.path.dirname(path), state))
+        else:
+            stream = ReplaceOnClose(path)
+        return pyarrow.PythonFile(stream, mode="w")
+
+    def delete_dir(self, path: str) -> None:
+        """Deletes `path`; a trial's checkpoint waits until the saved state stops naming it."""
+        search = os.path.dirname(os.path.dirname(path))
+        with _WAITING_LOCK:
+            if fnmatch.fnmatch(os.path.basename(path), CHECKPOINT) and search in _WAITING:
+                _WAITING[search].add(path)
+                return
+        super().delete_dir(path)
 
     def open_append_stream(self, path: str, metadata) -> pyarrow.NativeFile:
         # Appending means keeping what is there: copy it into the new file first.
@@ -105,12 +165,27 @@ class AtomicLocalHandler(pyarrow.fs.FSSpecHandler):
         return pyarrow.PythonFile(stream, mode="w")
 
 
+def release_checkpoints(search: str, state: bytes) -> None:
+    """Deletes the waiting checkpoint folders of `search` that `state`, its experiment state
+    now saved, does not name. Tune keeps a trial's checkpoints as pickles inside the JSON, so a
+    path is named either as text or as the hex of its UTF-8 bytes."""
+    with _WAITING_LOCK:
+        waiting = _WAITING.setdefault(search, set())
+        unnamed = {path for path in waiting
+                   if path.encode() not in state and path.encode().hex().encode() not in state}
+        waiting -= unnamed
+    for path in unnamed:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class ReplaceOnClose:
     """A binary file written as `.<name>.<random>.tmp` beside `path`, renamed to `path` by
-    `close`, if `whole(temporary path)` says it is whole (else dropped, keeping `path`). The
-    hidden temporary name matches none of the patterns Tune lists files by."""
+    `close` if `whole(temporary path)` says it is whole (else dropped, keeping `path`), then
+    handed to `saved(content)`. The hidden temporary name matches none of the patterns Tune
+    lists files by."""
 
-    def __init__(self, path: str, whole: Callable[[str], bool] | None = None):
+    def __init__(self, path: str, whole: Callable[[str], bool] | None = None,
+                 saved: Callable[[bytes], None] | None = None):
         folder = os.path.dirname(path) or "."
         os.makedirs(folder, exist_ok=True)
         handle, self._temporary = tempfile.mkstemp(
@@ -118,6 +193,7 @@ class ReplaceOnClose:
         self._file = os.fdopen(handle, "wb")
         self._path = path
         self._whole = whole
+        self._saved = saved
 
     def write(self, data) -> int:
         return self._file.write(data)
@@ -133,10 +209,13 @@ class ReplaceOnClose:
         if self._file.closed:
             return
         self._file.close()
-        if self._whole is None or self._whole(self._temporary):
-            os.replace(self._temporary, self._path)
-        else:
+        if self._whole is not None and not self._whole(self._temporary):
             os.remove(self._temporary)
+            return
+        os.replace(self._temporary, self._path)
+        if self._saved is not None:
+            with open(self._path, "rb") as file:
+                self._saved(file.read())
 
 
 def _is_json(path: str) -> bool:

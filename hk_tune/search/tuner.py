@@ -40,11 +40,6 @@ SPACE_COPY = "space.yaml"
 # per thread and reused actors run each trial in a new thread; Train's fixed waits go down.
 RAY_ENV = {
     "MALLOC_ARENA_MAX": "2",
-    # Tune snapshots the experiment state at most every 10 s by default, while a trial's older
-    # checkpoints are deleted as new ones arrive: a search killed in between resumes a trial from
-    # a checkpoint that no longer exists. Snapshot after every step instead (the state is small),
-    # and keep one checkpoint more than the newest (see `num_to_keep` below).
-    "TUNE_GLOBAL_CHECKPOINT_S": "0",
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_TRAIN_METRICS_ENABLED": "0",
@@ -160,7 +155,7 @@ def run_search(space: Space, options: SearchOptions) -> dict[str, Any]:
             ray.shutdown()
         raise
     timer.lap("MLflow set-up (rest)")
-    grid = build_tuner(space, folder, tracker).fit()
+    grid = fit(build_tuner(space, folder, tracker))
     timer.lap("trials")
     return finish(space, folder, grid, tracker, timer)
 
@@ -204,7 +199,7 @@ def resume_search(folder: str | Path, address: str | None = None) -> dict[str, A
         tune_config.max_concurrent_trials = None  # the search holds the limit
     else:  # interrupted before Tune wrote its state: nothing ran yet
         tuner = build_tuner(space, folder, tracker)
-    return finish(space, folder, tuner.fit(), tracker)
+    return finish(space, folder, fit(tuner), tracker)
 
 
 def _load_space_copy(folder: str, overrides: list[str]) -> Space:
@@ -360,7 +355,15 @@ def run_plain(space: Space, folder: str, param_space: dict, name: str):
                                             reuse_actors=choose_executor(space) == "inprocess",
                                             trial_dirname_creator=trial_folder),
             run_config=_tune_run_config(space, name, folder, []))
-    return tuner.fit()
+    return fit(tuner)
+
+
+def fit(tuner):
+    """`tuner.fit()`, with Tune's state saved in the search folder whenever a trial changed."""
+    from hk_tune.search.tune_state import snapshot_on_change
+
+    with snapshot_on_change():
+        return tuner.fit()
 
 
 def trial_folder(trial) -> str:
@@ -378,7 +381,7 @@ def _tune_run_config(space: Space, name: str, storage_path: str, callbacks: list
         storage_filesystem=tune_filesystem(storage_path),
         # Restarts the executor's run cannot do itself: see `tune_max_failures`.
         failure_config=ray.tune.FailureConfig(max_failures=tune_max_failures(space)),
-        # Two, not one: the last snapshot may name the checkpoint before the newest (RAY_ENV).
+        # Two: a resumed trial repeats at most one evaluation (see `tune_state`).
         checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=2))
 
 

@@ -78,3 +78,54 @@ def test_a_torn_copy_of_the_experiment_state_keeps_the_previous_one(tmp_path):
             text.encode()[:10])
     assert sorted(p.name for p in folder.iterdir()) == [
         name, "searcher-state-2026-01-01_00-00-00.pkl"]
+
+
+def _state(*checkpoints) -> bytes:
+    """An experiment state naming `checkpoints` as Tune does: pickled, hex, inside JSON strings."""
+    import json
+    import pickle
+
+    manager = {"checkpoint_manager": {"_type": "CLOUDPICKLE_FALLBACK",
+                                      "value": pickle.dumps([str(c) for c in checkpoints]).hex()}}
+    return json.dumps({"trial_data": [["{}", json.dumps(manager)]]}).encode()
+
+
+def test_a_deleted_checkpoint_waits_until_the_saved_state_stops_naming_it(tmp_path):
+    # Tune deletes a trial's older checkpoint as a new one arrives, before its saved state names
+    # the new one: a kill in between would leave a state naming a checkpoint that is gone.
+    from hk_tune.search.tune_state import tune_filesystem
+
+    search = tmp_path / "search"
+    first, second, third = (search / "trial_a" / f"checkpoint_00000{i}" for i in range(3))
+    other = search / "trial_a" / "scratch"
+    for folder in (first, second, third, other):
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.pt").write_bytes(b"state")
+    fs = tune_filesystem(str(search))
+    state = str(search / "experiment_state-2026-01-01_00-00-00.json")
+
+    def save(content: bytes) -> None:
+        with fs.open_output_stream(state) as stream:
+            stream.write(content)
+
+    save(_state(first))
+    fs.delete_dir(str(first))
+    assert first.exists()  # the saved state names it
+    fs.delete_dir(str(other))
+    assert not other.exists()  # not a checkpoint: deleted at once
+    save(_state(first, second)[:40])  # cut short: dropped, and the state on disk still names it
+    assert first.exists()
+    save(_state(second))
+    assert not first.exists() and second.exists()
+    fs.delete_dir(str(second))
+    save(_state(third))
+    assert not second.exists() and third.exists()
+
+
+def test_checkpoints_of_a_search_this_process_saves_no_state_for_are_deleted_at_once(tmp_path):
+    from hk_tune.search.tune_state import tune_filesystem
+
+    checkpoint = tmp_path / "search" / "trial_a" / "checkpoint_000000"
+    checkpoint.mkdir(parents=True)
+    tune_filesystem(str(tmp_path / "search")).delete_dir(str(checkpoint))
+    assert not checkpoint.exists()

@@ -4,6 +4,7 @@ local sqlite store; then `hk-tune train` on the best configuration, and `hk-tune
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -125,3 +126,37 @@ def test_unreachable_tracking_server_fails_before_any_trial(tmp_path, tiny_model
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("hk-tune: error:") and uri in last
     assert not (tmp_path / "runs" / "tiny" / "search.json").exists()
+
+
+def test_older_checkpoints_are_deleted_once_tunes_saved_state_stops_naming_them(
+        tmp_path, tiny_models, toy_data, monkeypatch):
+    # Four evaluations a trial, two checkpoints kept: Tune deletes the first two of each trial
+    # through the search's filesystem, which holds each until a saved state no longer names it.
+    from hk_tune.search import tune_state
+
+    released = []
+    release = tune_state.release_checkpoints
+
+    def spy(search, state):
+        before = {p for paths in tune_state._WAITING.values() for p in paths}
+        release(search, state)
+        released.extend(before - {p for paths in tune_state._WAITING.values() for p in paths})
+
+    monkeypatch.setattr(tune_state, "release_checkpoints", spy)
+    space = tiny_space(tmp_path, tiny_models, toy_data, num_samples=2, scheduler="none",
+                       warm_start=[])
+    raw = yaml.safe_load(Path(space).read_text())
+    raw["fixed"]["optim.eval_every"] = 1
+    Path(space).write_text(yaml.safe_dump(raw))
+    assert cli.main(["search", space, "--tracking-uri",
+                     f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
+    folder = tmp_path / "runs" / "tiny"
+    trials = sorted(folder.glob("trial_*"))
+    assert len(trials) == 2
+    for trial in trials:
+        assert sorted(p.name for p in trial.glob("checkpoint_*")) == [
+            "checkpoint_000002", "checkpoint_000003"]
+    assert sorted(released) == sorted(str(t / f"checkpoint_00000{i}") for t in trials
+                                      for i in (0, 1))
+    (state,) = folder.glob("experiment_state-*.json")
+    assert all(str(t / "checkpoint_000003").encode().hex() in state.read_text() for t in trials)

@@ -198,6 +198,13 @@ def main() -> None:
     per_trial = (search_wall - plain_wall) / args.trials
     steady = sorted(trial_s)[: max(1, len(trial_s) - 1)]  # all but the first (cold) trial
     floor_s = plain_wall + sum(floor.values())
+    # What one more trial costs, and what each costs once per run (the rest): the ratio of the
+    # first falls to 1 as trials get longer or more numerous; the second is what is left.
+    plain_steady = plain["trial_s"][1:] or plain["trial_s"]
+    further = {"search": sum(steady) / len(steady) + between / args.trials,
+               "plain": sum(plain_steady) / len(plain_steady)}
+    fixed = {"search": search_wall - (args.trials - 1) * further["search"],
+             "plain": plain_wall - (args.trials - 1) * further["plain"]}
     breakdown = {
         "interpreter, imports, space check, exit (s)": round(in_process, 1),
         "model and data check (s)": timings.get("model and data check"),
@@ -212,6 +219,7 @@ def main() -> None:
         "plain loop: process total (s)": round(plain_wall, 1),
         "plain loop: trials, mean (s)": round(sum(plain["trial_s"]) / args.trials, 2),
         "plain loop: first trial (s)": round(plain["trial_s"][0], 2),
+        "plain loop: other trials, mean (s)": round(further["plain"], 2),
         "floor: ray start alone (s)": floor["ray start"],
         "floor: new process importing torch+transformers+peft, loading the model (s)":
             floor["cold trial process"],
@@ -224,12 +232,18 @@ def main() -> None:
     for key, value in breakdown.items():
         print(f"  {key:<66} {value}")
     print(f"ratio {ratio:.2f}   per-trial overhead {per_trial:.2f} s")
+    print(f"each trial after the first: search {further['search']:.2f} s (in the actor, and Tune "
+          f"between trials) vs plain {further['plain']:.2f} s, ratio "
+          f"{further['search'] / further['plain']:.2f}; the rest, once per run: search "
+          f"{fixed['search']:.1f} s vs plain {fixed['plain']:.1f} s")
     print(f"bound: plain loop + Ray start + one cold trial process = {floor_s:.1f} s, ratio "
           f"{floor_s / plain_wall:.2f}, per-trial overhead "
           f"{(floor_s - plain_wall) / args.trials:.2f} s")
     if args.json:
         print(json.dumps({"ratio": round(ratio, 3), "per_trial_overhead_s": round(per_trial, 2),
                           "floor_ratio": round(floor_s / plain_wall, 3),
+                          "further_trial_ratio": round(further["search"] / further["plain"], 3),
+                          "once_per_run_s": {k: round(v, 1) for k, v in fixed.items()},
                           "trials": args.trials, "steps": args.steps,
                           "repeats": args.repeats,
                           "search_s": round(search_wall, 1),

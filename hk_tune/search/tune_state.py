@@ -6,8 +6,9 @@ into a staging folder, then copies the folder into storage_path from a backgroun
 default it does so every 10 s or more: a search killed meanwhile loses the trials that started,
 reported or finished since (a finished trial would run again). After every step instead
 (`TUNE_GLOBAL_CHECKPOINT_S=0`, ten times a second) made each trial 15-25% slower on 2 cores:
-the driver rewrote and copied the whole state, most times unchanged, growing with the trials. `snapshot_on_change` saves it at the end of every step in which a trial was
-added, started, reported, checkpointed or stopped, and only then (besides Tune's own period).
+the driver rewrote and copied the whole state, most times unchanged, growing with the trials.
+`snapshot_on_change` saves it at the end of every step in which a trial was added, started,
+reported, checkpointed or stopped, and only then (besides Tune's own period).
 
 pyarrow's local filesystem opens each destination file truncated and then writes it, so a search
 killed during a copy leaves an empty or partial file. `hk-tune resume` then fails to restore the

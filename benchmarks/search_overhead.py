@@ -7,11 +7,13 @@ Both run in fresh processes, one trial at a time (equal concurrency), the same M
 training function (`hk_tune.train.loop.run_loop`) on the same tiny budget and the same
 configurations (the plain loop is given the ones the search ran), so a trial's training is
 ~1-2 s and the difference is overhead. The two run in turns, `--repeats` times each, since this
-machine's speed drifts over minutes. Prints the wall-time ratio, the per-trial overhead
-((search - plain) / N) and where the search's time went: interpreter and imports, the model
-and data check, Ray start (the MLflow set-up runs meanwhile), the trials as Tune timed them
-inside the actor, Tune's own time between trials, and the end (ranking, fANOVA, MLflow
-artifacts). With `--json` the last line is a JSON object with `ratio` and `per_trial_overhead_s`.
+machine's speed drifts over minutes. Prints the wall-time ratio (of the medians), the per-trial
+overhead ((search - plain) / N) and where the median search's time went: interpreter, imports
+and exit (Ray's shutdown), the model and data check, Ray start (the MLflow set-up runs
+meanwhile), the trials as Tune timed them inside the actor, Tune's own time between trials, and
+the end (ranking, fANOVA, MLflow artifacts). It splits both runs into what each trial after the
+first costs (its ratio is what N trials tend to) and what is left once per run. With `--json`
+the last line is a JSON object with `ratio` and `per_trial_overhead_s`.
 It also times, in fresh processes, what no Ray search goes below (Ray's start, a new process
 importing torch + transformers + peft and loading the model) and prints the ratio if only those
 remained.
@@ -129,12 +131,14 @@ def floor_costs(cwd: str) -> dict[str, float]:
     return costs
 
 
-def searched_points(folder: str) -> list[dict]:
-    """The configurations a search's trials ran, as Optuna parameters, in the order they began."""
+def searched_trials(folder: str) -> tuple[list[dict], list[float]]:
+    """The configurations a search's trials ran, as Optuna parameters, and each trial's time
+    inside its actor, in the order they began."""
     from ray.tune import ExperimentAnalysis
 
     trials = sorted(ExperimentAnalysis(folder).trials, key=lambda t: t.run_metadata.start_time)
-    return [trial.evaluated_params for trial in trials]
+    return ([trial.evaluated_params for trial in trials],
+            [trial.last_result["time_total_s"] for trial in trials])
 
 
 def run(command: list[str], cwd: str) -> tuple[float, str, str]:
@@ -175,36 +179,42 @@ def main() -> None:
     # times each, and the ratio is taken between their medians.
     folder = Path(work) / "hk_tune_runs" / "overhead"
     points_file = str(Path(work) / "points.json")
-    plain_walls, search_walls = [], []
+    plain_walls, search_walls, plains, summaries = [], [], [], []
     for _ in range(args.repeats):
         shutil.rmtree(folder, ignore_errors=True)  # a new search each time
         wall, _, _ = run([hk_tune, "search", space_file, f"num_samples={args.trials}",
                           "--json"], work)
         search_walls.append(wall)
-        Path(points_file).write_text(json.dumps(searched_points(str(folder))))
+        points, times = searched_trials(str(folder))
+        summaries.append({**json.loads((folder / "summary.json").read_text()), "times": times})
+        Path(points_file).write_text(json.dumps(points))
         wall, plain_out, _ = run(
             [python, str(Path(__file__).resolve()), "--plain", space_file, "--trials",
              str(args.trials), "--points", points_file], work)
         plain_walls.append(wall)
-    plain = json.loads(plain_out.strip().splitlines()[-1])
+        plains.append(json.loads(plain_out.strip().splitlines()[-1]))
     plain_wall, search_wall = statistics.median(plain_walls), statistics.median(search_walls)
-    summary = json.loads((folder / "summary.json").read_text())
+    # The breakdown is of the median run of each (the lower middle one of an even number).
+    middle = sorted(range(args.repeats), key=search_walls.__getitem__)[(args.repeats - 1) // 2]
+    plain_middle = sorted(range(args.repeats), key=plain_walls.__getitem__)[
+        (args.repeats - 1) // 2]
+    summary, plain = summaries[middle], plains[plain_middle]
     timings = summary["timings_s"]
     floor = floor_costs(work)
-    trial_s = [row["time_s"] for row in summary["results"]]
-    in_process = search_wall - sum(timings.values())
+    trial_s = summary["times"]  # in the order the trials began, as the plain loop's
+    in_process = search_walls[middle] - sum(timings.values())
     between = timings["trials"] - sum(trial_s)
     ratio = search_wall / plain_wall
     per_trial = (search_wall - plain_wall) / args.trials
-    steady = sorted(trial_s)[: max(1, len(trial_s) - 1)]  # all but the first (cold) trial
+    steady = trial_s[1:] or trial_s  # all but the first (cold) trial
     floor_s = plain_wall + sum(floor.values())
     # What one more trial costs, and what each costs once per run (the rest): the ratio of the
     # first falls to 1 as trials get longer or more numerous; the second is what is left.
     plain_steady = plain["trial_s"][1:] or plain["trial_s"]
     further = {"search": sum(steady) / len(steady) + between / args.trials,
                "plain": sum(plain_steady) / len(plain_steady)}
-    fixed = {"search": search_wall - (args.trials - 1) * further["search"],
-             "plain": plain_wall - (args.trials - 1) * further["plain"]}
+    fixed = {"search": search_walls[middle] - (args.trials - 1) * further["search"],
+             "plain": plain_walls[plain_middle] - (args.trials - 1) * further["plain"]}
     breakdown = {
         "interpreter, imports, space check, exit (s)": round(in_process, 1),
         "model and data check (s)": timings.get("model and data check"),
@@ -212,7 +222,7 @@ def main() -> None:
             "ray start (MLflow set-up meanwhile)"),
         "MLflow set-up, rest not overlapped (s)": timings.get("MLflow set-up (rest)"),
         "trials, as timed inside the actor (s)": round(sum(trial_s), 1),
-        "  first trial (imports + model load in the new actor) (s)": max(trial_s),
+        "  first trial (imports + model load in the new actor) (s)": round(trial_s[0], 2),
         "  other trials, mean (s)": round(sum(steady) / len(steady), 2),
         "Tune between trials (scheduling, actor reuse, reporting) (s)": round(between, 1),
         "results, fANOVA, MLflow artifacts (s)": timings.get("results and MLflow"),
@@ -225,7 +235,7 @@ def main() -> None:
             floor["cold trial process"],
     }
     print(f"{args.trials} trials of {args.steps} steps, one at a time; {args.repeats} runs "
-          "of each, in turns; the breakdown is of the last search")
+          "of each, in turns; the breakdown is of the median run of each")
     print(f"hk-tune search: {search_wall:.1f} s   plain Optuna loop: {plain_wall:.1f} s   "
           f"(medians; runs: search {[round(w, 1) for w in search_walls]}, plain "
           f"{[round(w, 1) for w in plain_walls]})")

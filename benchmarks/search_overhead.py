@@ -141,6 +141,12 @@ def searched_trials(folder: str) -> tuple[list[dict], list[float]]:
             [trial.last_result["time_total_s"] for trial in trials])
 
 
+def median_run(walls: list[float]) -> int:
+    """The index of the median run (the lower middle one of an even number): the breakdown is
+    of it."""
+    return sorted(range(len(walls)), key=walls.__getitem__)[(len(walls) - 1) // 2]
+
+
 def run(command: list[str], cwd: str) -> tuple[float, str, str]:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
@@ -194,10 +200,7 @@ def main() -> None:
         plain_walls.append(wall)
         plains.append(json.loads(plain_out.strip().splitlines()[-1]))
     plain_wall, search_wall = statistics.median(plain_walls), statistics.median(search_walls)
-    # The breakdown is of the median run of each (the lower middle one of an even number).
-    middle = sorted(range(args.repeats), key=search_walls.__getitem__)[(args.repeats - 1) // 2]
-    plain_middle = sorted(range(args.repeats), key=plain_walls.__getitem__)[
-        (args.repeats - 1) // 2]
+    middle, plain_middle = median_run(search_walls), median_run(plain_walls)
     summary, plain = summaries[middle], plains[plain_middle]
     timings = summary["timings_s"]
     floor = floor_costs(work)

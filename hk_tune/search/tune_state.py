@@ -5,7 +5,7 @@ Tune saves its state (experiment_state-*.json, searcher-state-*.pkl, search_gen_
 into a staging folder, then copies the folder into storage_path from a background thread. By
 default it does so every 10 s or more: a search killed meanwhile loses the trials that started,
 reported or finished since (a finished trial would run again). After every step instead
-(`TUNE_GLOBAL_CHECKPOINT_S=0`, ten times a second) made each trial 15-28% slower on 2 cores:
+(`TUNE_GLOBAL_CHECKPOINT_S=0`, ten times a second) made each trial 15-30% slower on 2 cores:
 the driver rewrote and copied the whole state, most times unchanged, growing with the trials.
 `snapshot_on_change` saves it at the end of every step in which a trial was added, started,
 reported, checkpointed or stopped, and only then (besides Tune's own period).

@@ -157,7 +157,7 @@ def run_search(space: Space, options: SearchOptions) -> dict[str, Any]:
     timer.lap("MLflow set-up (rest)")
     grid = fit(build_tuner(space, folder, tracker))
     timer.lap("trials")
-    return finish(space, folder, grid, tracker, timer)
+    return finish(space, folder, grid, tracker, timer, stop_ray=not ray_was_running)
 
 
 def resume_search(folder: str | Path, address: str | None = None) -> dict[str, Any]:
@@ -179,6 +179,9 @@ def resume_search(folder: str | Path, address: str | None = None) -> dict[str, A
     tracker = SearchTracker(state["tracking_uri"])
     tracker.check()
     tracker.attach_search(state["parent_run_id"])
+    import ray
+
+    ray_was_running = ray.is_initialized()
     start_ray(address or state.get("address"))
     if storage.exists(storage.join(folder, "tuner.pkl")):
         from hk_tune.search.searcher import build_search
@@ -199,7 +202,7 @@ def resume_search(folder: str | Path, address: str | None = None) -> dict[str, A
         tune_config.max_concurrent_trials = None  # the search holds the limit
     else:  # interrupted before Tune wrote its state: nothing ran yet
         tuner = build_tuner(space, folder, tracker)
-    return finish(space, folder, fit(tuner), tracker)
+    return finish(space, folder, fit(tuner), tracker, stop_ray=not ray_was_running)
 
 
 def _load_space_copy(folder: str, overrides: list[str]) -> Space:
@@ -262,10 +265,11 @@ class Timer:
         self._last = now
 
 
-def finish(space: Space, folder: str, grid, tracker, timer: Timer | None = None
-           ) -> dict[str, Any]:
+def finish(space: Space, folder: str, grid, tracker, timer: Timer | None = None,
+           stop_ray: bool = False) -> dict[str, Any]:
     """Ranks the trials, confirms the top-k with more seeds, writes the best configuration and
-    the summary, and closes the MLflow parent run."""
+    the summary, and closes the MLflow parent run. `stop_ray`: shut down the Ray this search
+    started, once the confirmation is done, while the results are written."""
     timer = timer or Timer()
     rows, histories = results.trial_rows(space, grid, space.metric)
     if not rows or all(row["status"] == "errored" for row in rows):
@@ -287,6 +291,33 @@ def finish(space: Space, folder: str, grid, tracker, timer: Timer | None = None
         summary_confirm = confirmation.summarize(space, picked, runs, baseline)
         timer.lap("confirmation")
         best = next(r for r in rows if r["trial_id"] == summary_confirm["winner"]["trial_id"])
+    # Nothing below needs Ray. Its shutdown takes 1-2 s (each Ray process gets up to 1 s to exit
+    # after SIGTERM, and at interpreter exit Ray first sleeps 0.5 s), mostly waiting: it runs
+    # beside the ranking, fANOVA, plots and MLflow artifacts instead of after them.
+    import ray
+
+    stopping = InBackground(ray.shutdown) if stop_ray else None
+    try:
+        summary = _write_results(space, folder, rows, histories, best, baseline,
+                                 summary_confirm, tracker)
+        timer.lap("results and MLflow")
+    finally:
+        if stopping is not None:
+            stopping.result()
+            timer.lap("Ray shutdown (rest)")
+    report_gaps(summary["tracking_gaps"])
+    summary["timings_s"] = timer.laps
+    print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timer.laps.items()),
+          file=sys.stderr, flush=True)
+    results.write_summary(folder, summary)
+    return summary
+
+
+def _write_results(space: Space, folder: str, rows: list[dict], histories: dict, best: dict,
+                   baseline: str | None, summary_confirm: dict | None, tracker
+                   ) -> dict[str, Any]:
+    """Writes the best configuration and closes the MLflow parent run (ranked trials, fANOVA,
+    plots); returns the summary."""
     best_config = results.best_run_config(space, best["sampled"], f"{space.name}_best")
     best_path = storage.join(folder, results.BEST_CONFIG)
     about = (f"The best configuration of search {space.name!r} ({best['name']}, {space.metric} "
@@ -314,12 +345,6 @@ def finish(space: Space, folder: str, grid, tracker, timer: Timer | None = None
         "parent_run_id": tracker.parent_run_id, "experiment_id": tracker.experiment_id,
         "tracking_uri": tracker.tracking_uri, "tracking_gaps": tracker.gaps(),
     }
-    timer.lap("results and MLflow")
-    report_gaps(summary["tracking_gaps"])
-    summary["timings_s"] = timer.laps
-    print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timer.laps.items()),
-          file=sys.stderr, flush=True)
-    results.write_summary(folder, summary)
     return summary
 
 

@@ -4,6 +4,7 @@ local sqlite store; then `hk-tune train` on the best configuration, and `hk-tune
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,36 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(finished_search):
         assert client.get_metric_history(run.info.run_id, "eval_accuracy")
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"results.csv", "best_config.yaml", "confirmation.yaml", "curves.png"} <= artifacts
+
+
+def test_a_search_leaves_running_the_ray_it_found(finished_search):
+    import ray
+
+    _, _, tmp_path, _ = finished_search
+    summary = json.loads((tmp_path / "runs" / "tiny" / "summary.json").read_text())
+    assert ray.is_initialized()
+    assert "Ray shutdown (rest)" not in summary["timings_s"]
+
+
+def test_a_search_that_started_ray_stops_it_before_returning(tmp_path, tiny_models, toy_data):
+    """In a fresh process the search starts local Ray and shuts it down while the results are
+    written (not at the interpreter's exit); the results are whole."""
+    import subprocess
+    import sys
+
+    space = tiny_space(tmp_path, tiny_models, toy_data, num_samples=1, scheduler="none",
+                       warm_start=[])
+    script = ("import sys, ray; from hk_tune.cli import main; status = main(sys.argv[1:]); "
+              "print('ray running' if ray.is_initialized() else 'ray stopped'); "
+              "sys.exit(status)")
+    done = subprocess.run([sys.executable, "-c", script, "search", space, "--tracking-uri",
+                           f"sqlite:///{tmp_path / 'mlflow.db'}"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "RAY_ADDRESS": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "ray stopped"
+    summary = json.loads((tmp_path / "runs" / "tiny" / "summary.json").read_text())
+    assert "Ray shutdown (rest)" in summary["timings_s"]
+    assert len(summary["results"]) == 1 and summary["best_config_path"]
 
 
 def test_unreachable_tracking_server_fails_before_any_trial(tmp_path, tiny_models, toy_data,

@@ -9,11 +9,12 @@ configurations (the plain loop is given the ones the search ran), so a trial's t
 ~1-2 s and the difference is overhead. The two run in turns, `--repeats` times each, since this
 machine's speed drifts over minutes. Prints the wall-time ratio (of the medians), the per-trial
 overhead ((search - plain) / N) and where the median search's time went: interpreter, imports
-and exit (Ray's shutdown), the model and data check, Ray start (the MLflow set-up runs
-meanwhile), the trials as Tune timed them inside the actor, Tune's own time between trials, and
-the end (ranking, fANOVA, MLflow artifacts). It splits both runs into what each trial after the
-first costs (its ratio is what N trials tend to) and what is left once per run. With `--json`
-the last line is a JSON object with `ratio` and `per_trial_overhead_s`.
+and exit, the model and data check, Ray start (the MLflow set-up runs meanwhile), the trials as
+Tune timed them inside the actor, Tune's own time between trials and at the start and end of
+its fit, and the end (ranking, fANOVA, MLflow artifacts, while Ray shuts down). It splits both
+runs into what each trial after the first costs (its ratio is what N trials tend to) and what
+is left once per run. With `--json` the last line is a JSON object with `ratio` and
+`per_trial_overhead_s`.
 It also times, in fresh processes, what no Ray search goes below (Ray's start, a new process
 importing torch + transformers + peft and loading the model) and prints the ratio if only those
 remained.
@@ -131,14 +132,17 @@ def floor_costs(cwd: str) -> dict[str, float]:
     return costs
 
 
-def searched_trials(folder: str) -> tuple[list[dict], list[float]]:
-    """The configurations a search's trials ran, as Optuna parameters, and each trial's time
-    inside its actor, in the order they began."""
+def searched_trials(folder: str) -> tuple[list[dict], list[float], list[float]]:
+    """The configurations a search's trials ran, as Optuna parameters, each trial's time inside
+    its actor, in the order they began, and Tune's time between one trial's last result and
+    the next one's start, as the driver saw them."""
     from ray.tune import ExperimentAnalysis
 
     trials = sorted(ExperimentAnalysis(folder).trials, key=lambda t: t.run_metadata.start_time)
+    gaps = [later.run_metadata.start_time - earlier.run_metadata.last_result_time
+            for earlier, later in zip(trials, trials[1:], strict=False)]
     return ([trial.evaluated_params for trial in trials],
-            [trial.last_result["time_total_s"] for trial in trials])
+            [trial.last_result["time_total_s"] for trial in trials], gaps)
 
 
 def median_run(walls: list[float]) -> int:
@@ -191,8 +195,9 @@ def main() -> None:
         wall, _, _ = run([hk_tune, "search", space_file, f"num_samples={args.trials}",
                           "--json"], work)
         search_walls.append(wall)
-        points, times = searched_trials(str(folder))
-        summaries.append({**json.loads((folder / "summary.json").read_text()), "times": times})
+        points, times, gaps = searched_trials(str(folder))
+        summaries.append({**json.loads((folder / "summary.json").read_text()), "times": times,
+                          "gaps": gaps})
         Path(points_file).write_text(json.dumps(points))
         wall, plain_out, _ = run(
             [python, str(Path(__file__).resolve()), "--plain", space_file, "--trials",
@@ -206,7 +211,8 @@ def main() -> None:
     floor = floor_costs(work)
     trial_s = summary["times"]  # in the order the trials began, as the plain loop's
     in_process = search_walls[middle] - sum(timings.values())
-    between = timings["trials"] - sum(trial_s)
+    between = sum(summary["gaps"])
+    fit_ends = timings["trials"] - sum(trial_s) - between
     ratio = search_wall / plain_wall
     per_trial = (search_wall - plain_wall) / args.trials
     steady = trial_s[1:] or trial_s  # all but the first (cold) trial
@@ -214,12 +220,12 @@ def main() -> None:
     # What one more trial costs, and what each costs once per run (the rest): the ratio of the
     # first falls to 1 as trials get longer or more numerous; the second is what is left.
     plain_steady = plain["trial_s"][1:] or plain["trial_s"]
-    further = {"search": sum(steady) / len(steady) + between / args.trials,
+    further = {"search": sum(steady) / len(steady) + between / max(args.trials - 1, 1),
                "plain": sum(plain_steady) / len(plain_steady)}
     fixed = {"search": search_walls[middle] - (args.trials - 1) * further["search"],
              "plain": plain_walls[plain_middle] - (args.trials - 1) * further["plain"]}
     breakdown = {
-        "interpreter, imports, space check, exit (s)": round(in_process, 1),
+        "interpreter, imports, space check, exit after Ray's shutdown (s)": round(in_process, 1),
         "model and data check (s)": timings.get("model and data check"),
         "ray start, MLflow set-up meanwhile (s)": timings.get(
             "ray start (MLflow set-up meanwhile)"),
@@ -227,8 +233,11 @@ def main() -> None:
         "trials, as timed inside the actor (s)": round(sum(trial_s), 1),
         "  first trial (imports + model load in the new actor) (s)": round(trial_s[0], 2),
         "  other trials, mean (s)": round(sum(steady) / len(steady), 2),
-        "Tune between trials (scheduling, actor reuse, reporting) (s)": round(between, 1),
-        "results, fANOVA, MLflow artifacts (s)": timings.get("results and MLflow"),
+        "Tune between trials (result, searcher, MLflow, actor reuse) (s)": round(between, 1),
+        "Tune's start and end (new actor process, last save) (s)": round(fit_ends, 1),
+        "results, fANOVA, MLflow artifacts; Ray shuts down meanwhile (s)": timings.get(
+            "results and MLflow"),
+        "Ray shutdown, rest not overlapped (s)": timings.get("Ray shutdown (rest)"),
         "plain loop: process total (s)": round(plain_wall, 1),
         "plain loop: trials, mean (s)": round(sum(plain["trial_s"]) / args.trials, 2),
         "plain loop: first trial (s)": round(plain["trial_s"][0], 2),

@@ -26,6 +26,7 @@ def add_commands(commands) -> None:
                         help="fixed RunConfig keys (data.source=my.csv) or settings "
                         "(num_samples=20, confirm.seeds=5)")
     search.add_argument("--address", help="a running Ray cluster (default: local Ray)")
+    add_dashboard(search)
     add_tracking(search)
     add_json(search, "the best configuration and its statistics")
     search.set_defaults(command_fn=search_command)
@@ -36,6 +37,7 @@ def add_commands(commands) -> None:
         "searcher keeps its history.")
     resume.add_argument("path", help="the search's folder, e.g. hk_tune_runs/quickstart")
     resume.add_argument("--address", help="a running Ray cluster (default: as the search)")
+    add_dashboard(resume)
     add_json(resume, "the best configuration and its statistics")
     resume.set_defaults(command_fn=resume_command)
 
@@ -64,6 +66,12 @@ def add_tracking(parser: argparse.ArgumentParser) -> None:
                         "else sqlite ./mlflow.db)")
 
 
+def add_dashboard(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ray-dashboard", action="store_true",
+                        help="start local Ray with its dashboard on 127.0.0.1:8265 (off by "
+                        "default: on a small machine its processes take CPU from the trials)")
+
+
 def add_json(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--json", action="store_true", help=f"end with {what} as one JSON line")
 
@@ -79,6 +87,7 @@ def search_command(args: argparse.Namespace) -> int:
         summary = run_search(space, SearchOptions(space_file=args.space,
                                                   overrides=list(args.overrides),
                                                   address=args.address,
+                                                  ray_dashboard=args.ray_dashboard,
                                                   tracking_uri=args.tracking_uri))
     except ConfigError as error:
         raise in_file(error, args.space) from None
@@ -100,7 +109,7 @@ def resume_command(args: argparse.Namespace) -> int:
     from hk_tune.search import resume_search
 
     started = time.perf_counter()
-    summary = resume_search(args.path, address=args.address)
+    summary = resume_search(args.path, address=args.address, ray_dashboard=args.ray_dashboard)
     return report(summary, args.json, time.perf_counter() - started)
 
 

@@ -121,22 +121,39 @@ def test_a_search_leaves_running_the_ray_it_found(finished_search):
     assert "Ray shutdown (rest)" not in summary["timings_s"]
 
 
-def test_a_search_that_started_ray_stops_it_before_returning(tmp_path, tiny_models, toy_data):
-    """In a fresh process the search starts local Ray and shuts it down while the results are
-    written (not at the interpreter's exit); the results are whole."""
+SEARCH_IN_A_FRESH_PROCESS = """
+import sys, ray
+from hk_tune.cli import main
+init = ray.init
+def spy(*args, **kwargs):  # the real ray.init; what it was given is printed at the end
+    print("dashboard", kwargs.get("include_dashboard"))
+    return init(*args, **kwargs)
+ray.init = spy
+status = main(sys.argv[1:])
+print("ray running" if ray.is_initialized() else "ray stopped")
+sys.exit(status)
+"""
+
+
+@pytest.mark.parametrize("flags", [[], ["--ray-dashboard"]])
+def test_a_search_that_started_ray_stops_it_before_returning(tmp_path, tiny_models, toy_data,
+                                                             flags):
+    """In a fresh process the search starts local Ray, without its dashboard unless asked, and
+    shuts it down while the results are written (not at the interpreter's exit); the results
+    are whole."""
     import subprocess
     import sys
 
     space = tiny_space(tmp_path, tiny_models, toy_data, num_samples=1, scheduler="none",
                        warm_start=[])
-    script = ("import sys, ray; from hk_tune.cli import main; status = main(sys.argv[1:]); "
-              "print('ray running' if ray.is_initialized() else 'ray stopped'); "
-              "sys.exit(status)")
-    done = subprocess.run([sys.executable, "-c", script, "search", space, "--tracking-uri",
-                           f"sqlite:///{tmp_path / 'mlflow.db'}"], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "RAY_ADDRESS": ""})
+    done = subprocess.run([sys.executable, "-c", SEARCH_IN_A_FRESH_PROCESS, "search", space,
+                           "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *flags],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RAY_ADDRESS": ""})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "ray stopped"
+    lines = done.stdout.strip().splitlines()
+    assert f"dashboard {bool(flags)}" in lines
+    assert lines[-1] == "ray stopped"
     summary = json.loads((tmp_path / "runs" / "tiny" / "summary.json").read_text())
     assert "Ray shutdown (rest)" in summary["timings_s"]
     assert len(summary["results"]) == 1 and summary["best_config_path"]

@@ -190,8 +190,6 @@ def resume_search(folder: str | Path, address: str | None = None,
     tracker = SearchTracker(state["tracking_uri"])
     tracker.check()
     tracker.attach_search(state["parent_run_id"])
-    import ray
-
     ray_was_running = ray.is_initialized()
     start_ray(address or state.get("address"), ray_dashboard)
     if storage.exists(storage.join(folder, "tuner.pkl")):

@@ -151,6 +151,12 @@ def median_run(walls: list[float]) -> int:
     return sorted(range(len(walls)), key=walls.__getitem__)[(len(walls) - 1) // 2]
 
 
+def mean_after_first(times: list[float]) -> float:
+    """The mean time of the trials after the first (cold) one; of all, when there is one."""
+    steady = times[1:] or times
+    return sum(steady) / len(steady)
+
+
 def run(command: list[str], cwd: str) -> tuple[float, str, str]:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
@@ -215,13 +221,11 @@ def main() -> None:
     fit_ends = timings["trials"] - sum(trial_s) - between
     ratio = search_wall / plain_wall
     per_trial = (search_wall - plain_wall) / args.trials
-    steady = trial_s[1:] or trial_s  # all but the first (cold) trial
     floor_s = plain_wall + sum(floor.values())
     # What one more trial costs, and what each costs once per run (the rest): the ratio of the
     # first falls to 1 as trials get longer or more numerous; the second is what is left.
-    plain_steady = plain["trial_s"][1:] or plain["trial_s"]
-    further = {"search": sum(steady) / len(steady) + between / max(args.trials - 1, 1),
-               "plain": sum(plain_steady) / len(plain_steady)}
+    further = {"search": mean_after_first(trial_s) + between / max(args.trials - 1, 1),
+               "plain": mean_after_first(plain["trial_s"])}
     fixed = {"search": search_walls[middle] - (args.trials - 1) * further["search"],
              "plain": plain_walls[plain_middle] - (args.trials - 1) * further["plain"]}
     breakdown = {
@@ -232,7 +236,7 @@ def main() -> None:
         "MLflow set-up, rest not overlapped (s)": timings.get("MLflow set-up (rest)"),
         "trials, as timed inside the actor (s)": round(sum(trial_s), 1),
         "  first trial (imports + model load in the new actor) (s)": round(trial_s[0], 2),
-        "  other trials, mean (s)": round(sum(steady) / len(steady), 2),
+        "  other trials, mean (s)": round(mean_after_first(trial_s), 2),
         "Tune between trials (result, searcher, MLflow, actor reuse) (s)": round(between, 1),
         "Tune's start and end (new actor process, last save) (s)": round(fit_ends, 1),
         "results, fANOVA, MLflow artifacts; Ray shuts down meanwhile (s)": timings.get(

@@ -78,9 +78,9 @@ def start_ray(address: str | None, dashboard: bool = False) -> None:
 
     Local Ray starts without its dashboard unless `dashboard`: the search reports through the
     terminal and MLflow, and on a 2-core machine the dashboard's processes wake often enough to
-    preempt a trial that uses every core (over 6 trials of 6 s, the trial's threads waited
-    2.9-3.1 s for a CPU without them, 4.5-4.9 s with them). A cluster (`address`) keeps its
-    own dashboard.
+    preempt a trial that uses every core (`benchmarks/trial_cpu_wait.py`: over 6 trials of
+    6 s, the trial's threads waited 4.7 s for a CPU without them, 5.6 s with them). A cluster
+    (`address`) keeps its own dashboard.
     """
     import ray
 

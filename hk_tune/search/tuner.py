@@ -167,7 +167,8 @@ def run_search(space: Space, options: SearchOptions) -> dict[str, Any]:
     timer.lap("MLflow set-up (rest)")
     grid = fit(build_tuner(space, folder, tracker))
     timer.lap("trials")
-    return finish(space, folder, grid, tracker, timer, stop_ray=not ray_was_running)
+    return finish(space, folder, grid, tracker, timer,
+                  stop_ray=not ray_was_running and options.address is None)
 
 
 def resume_search(folder: str | Path, address: str | None = None,
@@ -190,8 +191,9 @@ def resume_search(folder: str | Path, address: str | None = None,
     tracker = SearchTracker(state["tracking_uri"])
     tracker.check()
     tracker.attach_search(state["parent_run_id"])
+    address = address or state.get("address")
     ray_was_running = ray.is_initialized()
-    start_ray(address or state.get("address"), ray_dashboard)
+    start_ray(address, ray_dashboard)
     if storage.exists(storage.join(folder, "tuner.pkl")):
         from hk_tune.search.searcher import build_search
 
@@ -211,7 +213,8 @@ def resume_search(folder: str | Path, address: str | None = None,
         tune_config.max_concurrent_trials = None  # the search holds the limit
     else:  # interrupted before Tune wrote its state: nothing ran yet
         tuner = build_tuner(space, folder, tracker)
-    return finish(space, folder, fit(tuner), tracker, stop_ray=not ray_was_running)
+    return finish(space, folder, fit(tuner), tracker,
+                  stop_ray=not ray_was_running and address is None)
 
 
 def _load_space_copy(folder: str, overrides: list[str]) -> Space:
@@ -277,8 +280,10 @@ class Timer:
 def finish(space: Space, folder: str, grid, tracker, timer: Timer | None = None,
            stop_ray: bool = False) -> dict[str, Any]:
     """Ranks the trials, confirms the top-k with more seeds, writes the best configuration and
-    the summary, and closes the MLflow parent run. `stop_ray`: shut down the Ray this search
-    started, once the confirmation is done, while the results are written."""
+    the summary, and closes the MLflow parent run. `stop_ray`: shut down the local Ray this
+    search started, once the confirmation is done, while the results are written. (A cluster
+    the search connected to is left at the interpreter's exit, as before: disconnecting is
+    quick, and its workers' output reaches this process later than a local Ray's.)"""
     timer = timer or Timer()
     rows, histories = results.trial_rows(space, grid, space.metric)
     if not rows or all(row["status"] == "errored" for row in rows):
@@ -303,9 +308,7 @@ def finish(space: Space, folder: str, grid, tracker, timer: Timer | None = None,
     # Nothing below needs Ray. Its shutdown takes 1-2 s (each Ray process gets up to 1 s to exit
     # after SIGTERM, and at interpreter exit Ray first sleeps 0.5 s), mostly waiting: it runs
     # beside the ranking, fANOVA, plots and MLflow artifacts instead of after them.
-    import ray
-
-    stopping = InBackground(ray.shutdown) if stop_ray else None
+    stopping = InBackground(_stop_local_ray) if stop_ray else None
     try:
         summary = _write_results(space, folder, rows, histories, best, baseline,
                                  summary_confirm, tracker)
@@ -320,6 +323,17 @@ def finish(space: Space, folder: str, grid, tracker, timer: Timer | None = None,
           file=sys.stderr, flush=True)
     results.write_summary(folder, summary)
     return summary
+
+
+def _stop_local_ray() -> None:
+    import time
+
+    import ray
+
+    # As Ray does at the interpreter's exit: its workers' last output lines reach this process
+    # through Ray's log monitor; give them time to arrive before disconnecting.
+    time.sleep(0.5)
+    ray.shutdown()
 
 
 def _write_results(space: Space, folder: str, rows: list[dict], histories: dict, best: dict,

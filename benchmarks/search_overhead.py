@@ -72,19 +72,7 @@ def plain_loop(space_file: str, trials: int, points: list[dict]) -> None:
 
     from hk_tune.search.space_file import load_space
     from hk_tune.train.loop import run_loop
-    from hk_tune.train.session import TuneSession
-
-    class PlainSession(TuneSession):
-        """The loop in this process with no Ray at all: reports are kept, nothing persisted."""
-
-        def __init__(self):
-            self.last: dict = {}
-
-        def get_checkpoint(self):
-            return None
-
-        def report(self, metrics, folder, name):
-            self.last = metrics
+    from hk_tune.train.session import LocalSession
 
     space = load_space(space_file, [f"num_samples={trials}"])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -96,10 +84,10 @@ def plain_loop(space_file: str, trials: int, points: list[dict]) -> None:
 
     def objective(trial):
         begun = time.perf_counter()
-        session = PlainSession()
+        session = LocalSession()
         run_loop(space.run_config({**trial.params, **space.suggest(trial)}), session)
         times.append(time.perf_counter() - begun)
-        return session.last[space.metric]
+        return session.history[-1][space.score]
 
     study.optimize(objective, n_trials=trials)
     print(json.dumps({"trial_s": times, "total_s": time.perf_counter() - started}))

@@ -4,6 +4,7 @@
     hk-tune search SPACE [key=value ...] [--address ADDR] [--tracking-uri URI] [--json]
     hk-tune resume PATH [--json]
     hk-tune best PATH [--json]
+    hk-tune export PATH DEST
     hk-tune show SPACE [key=value ...] [-n N]
     hk-tune ui [--tracking-uri URI] [--host 127.0.0.1] [--port 5000]
     hk-tune doctor [CONFIG_OR_SPACE] [key=value ...] [--address ADDR] [--tracking-uri URI]
@@ -165,7 +166,8 @@ def describe(cfg: RunConfig) -> str:
 
 
 def summarize(result: RunResult) -> str:
-    """The curves (one row per evaluation) and where the run's files are."""
+    """The curves (one row per evaluation), the best evaluation, the trainable parameters and
+    where the run's files are."""
     rows = result.history or [result.metrics]
     columns = ["step", "epoch", "train_loss", "eval_loss"] + sorted(
         key for key in rows[-1] if key.startswith("eval_") and key != "eval_loss"
@@ -175,8 +177,18 @@ def summarize(result: RunResult) -> str:
     for row in rows:
         cells = [_format(row.get(c)) for c in columns]
         lines.append("  ".join(cell.rjust(w) for cell, w in zip(cells, widths, strict=True)))
+    last = result.metrics
+    best = next((key for key in last if key.startswith("best_eval_")), None)
+    if best is not None:
+        lines.append(f"best {best.removeprefix('best_')}: {_format(last[best])} at step "
+                     f"{last.get('best_step')}")
+    if "trainable_lora_params" in last:
+        lines.append(f"trainable parameters: LoRA {last['trainable_lora_params']:,}, task head "
+                     f"{last['trainable_head_params']:,}")
     if result.path:
         lines.append(f"run folder: {result.path}")
+    if result.best_checkpoint:
+        lines.append(f"best evaluation's checkpoint: {result.best_checkpoint}")
     if result.checkpoint:
         lines.append(f"latest checkpoint (LoRA adapter + trainer state): {result.checkpoint}")
     return "\n".join(lines)
@@ -189,7 +201,7 @@ def _format(value: object) -> str:
 
 
 def add_search_commands(commands) -> None:
-    """The subcommands of `hk_tune.search_cli`: search, resume, best, show, ui."""
+    """The subcommands of `hk_tune.search_cli`: search, resume, best, export, show, ui."""
     from hk_tune.search_cli import add_commands
 
     add_commands(commands)

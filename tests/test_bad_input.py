@@ -110,6 +110,15 @@ ROWS = [
     Row("model with only pickle weights", "model.allow_pickle_weights",
         "set model.allow_pickle_weights: true", train={"model": "{pickled}"},
         search={"fixed": {"model": "{pickled}"}}),
+    Row("a metric the task's evaluation does not report", "metric",
+        "allowed: ['eval_loss', 'eval_accuracy', 'eval_f1', 'eval_mcc']",
+        train={"metric": "eval_bleu"}, search={"metric": "eval_bleu"}),
+    Row("a mode against the metric's direction", "mode", "allowed: 'min'",
+        search={"metric": "eval_loss", "mode": "max"}),
+    Row("an unknown metric scope", "metric_scope", "['best', 'last']",
+        search={"metric_scope": "median"}),
+    Row("an unknown head setting", "lora.head", "['full', 'last_linear']",
+        train={"lora.head": "everything"}, search={"fixed": {"lora.head": "everything"}}),
 ]
 
 CASES = [pytest.param(row, command, id=f"{command}: {row.name}")

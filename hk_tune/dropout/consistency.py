@@ -4,6 +4,12 @@
 `js`: the paper's "JS" (Eq. 12), KL(P1‖P̄) against the dropout-off pass P̄.
 Regression (one output) compares the two outputs with MSE; causal LM compares next-token
 distributions on target tokens only.
+
+Reduction: each KL is summed over the class (or vocabulary) axis and averaged over the rows (or
+the counted target tokens), the same reduction as the cross-entropy task loss beside it, so λ
+weighs two per-example quantities. The term is small while the two passes agree (early in
+training, or at low rates) and grows as the model fits its training set; the training loop
+reports its share of the loss (`train_consistency_share`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
     checkpoint_step0000040/
       adapter_model.safetensors   the adapter and new task head (never the base model), rank 0
       adapter_config.json         peft's config of the adapter
-      trainer_state.pt            step, optimizer and scheduler state dicts, rank 0
+      trainer_state.pt            step, optimizer and scheduler state dicts, the run's best
+                                  evaluation so far (value, step), rank 0
       rng_rank{r}.pt              python, numpy, torch (and CUDA) generators of worker r
 
 Nothing in a checkpoint is unpickled: the adapter is safetensors and the `.pt` files hold only
@@ -23,22 +24,28 @@ from hk_tune.errors import CheckpointError
 
 TRAINER_STATE = "trainer_state.pt"  # optimizer, scheduler and step, written by rank 0
 ADAPTER = "adapter_model.safetensors"  # peft's file name for the adapter weights
+ADAPTER_CONFIG = "adapter_config.json"  # peft's config of the adapter, beside it
 RNG_STATE = "rng_rank{rank}.pt"  # each worker's generators: python, numpy, torch (and CUDA)
 RESUME_HINT = "delete the run's folder, or set name=... to start a new run"
 
 
-def save_checkpoint(folder: Path, peft_model, optimizer, scheduler, step: int, rank: int) -> None:
+def save_checkpoint(folder: Path, peft_model, optimizer, scheduler, step: int, rank: int,
+                    best: tuple[float | None, int | None] = (None, None)) -> None:
     """Rank 0 writes the adapter and the trainer state; every rank writes its RNG state.
 
     Ray Train merges the workers' folders into one checkpoint. The state dicts of AdamW and the
     LambdaLR schedule are tensors, numbers and lists, which `weights_only` loading accepts.
+
+    Args:
+        best: the run's best evaluation so far, (value, step), so a resumed run keeps it.
     """
     import torch
 
     if rank == 0:
-        peft_model.save_pretrained(folder)  # the adapter (and new task head) only
+        peft_model.save_pretrained(folder)  # the adapter (and the task head) only
         state = {"step": step, "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict()}
+                 "scheduler": scheduler.state_dict(), "best_value": best[0],
+                 "best_step": best[1]}
         torch.save(state, folder / TRAINER_STATE)
     torch.save(rng_state(), folder / RNG_STATE.format(rank=rank))
 
@@ -115,8 +122,11 @@ def _reason(error: Exception) -> str:
 
 
 def load_checkpoint(folder: Path, peft_model, optimizer, scheduler, rank: int,
-                    where: str | None = None) -> int:
-    """Restores what `save_checkpoint` wrote; returns the step to continue from.
+                    where: str | None = None) -> tuple[int, float | None, int | None]:
+    """Restores what `save_checkpoint` wrote.
+
+    Returns:
+        The step to continue from, and the run's best evaluation so far (value, step).
 
     Raises:
         CheckpointError: a file is missing or damaged, or does not fit this run's model.
@@ -135,20 +145,21 @@ def load_checkpoint(folder: Path, peft_model, optimizer, scheduler, rank: int,
                              f"{len(extra)} unexpected, e.g. {example}")
         set_peft_model_state_dict(peft_model, weights)
 
-    def load_trainer_state(path: Path) -> int:
+    def load_trainer_state(path: Path) -> tuple[int, float | None, int | None]:
         state = torch.load(path, weights_only=True)
         missing = [key for key in ("step", "optimizer", "scheduler") if key not in state]
         if missing:
             raise ValueError(f"no {missing} in it")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        return int(state["step"])
+        return int(state["step"]), state.get("best_value"), state.get("best_step")
 
     read_checkpoint_file(folder, ADAPTER, load_adapter, where)
-    step = read_checkpoint_file(folder, TRAINER_STATE, load_trainer_state, where)
+    step, best_value, best_step = read_checkpoint_file(folder, TRAINER_STATE, load_trainer_state,
+                                                       where)
     rng_file = RNG_STATE.format(rank=rank)
     if (folder / rng_file).exists():  # absent when the run had fewer workers before
         read_checkpoint_file(folder, rng_file,
                              lambda path: set_rng_state(torch.load(path, weights_only=True)),
                              where)
-    return step
+    return step, best_value, best_step

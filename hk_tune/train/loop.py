@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,34 @@ def model_inputs(batch: dict, device) -> dict[str, torch.Tensor]:
     return {k: batch[k].to(device) for k in MODEL_INPUTS if k in batch}
 
 
+@dataclass
+class RunningBest:
+    """The best value of one evaluation metric so far, and the step of that evaluation.
+
+    The LoRA paper takes each run's result from its best epoch (Hu et al. 2021, appendix D.1):
+    dropout pays off after the baseline has overfitted, which a run's last evaluation hides.
+    Ties go to the later evaluation, the one Tune's checkpoint scoring keeps of equal scores.
+    """
+
+    metric: str
+    mode: str  # "max" or "min"
+    value: float | None = None
+    step: int | None = None
+
+    def update(self, value: float, step: int) -> None:
+        if not math.isfinite(value):
+            return
+        better = self.value is None or (value >= self.value if self.mode == "max"
+                                        else value <= self.value)
+        if better:
+            self.value, self.step = value, step
+
+    def metrics(self) -> dict[str, float | int]:
+        """`best_<metric>` and `best_step`, as every evaluation reports them."""
+        return {f"best_{self.metric}": math.nan if self.value is None else self.value,
+                "best_step": -1 if self.step is None else self.step}
+
+
 def check_finite(loss: float, step: int, lr: float) -> None:
     """Raises `DivergedError` when the loss is NaN or infinite.
 
@@ -95,6 +124,11 @@ def check_finite(loss: float, step: int, lr: float) -> None:
     if not math.isfinite(loss):
         raise DivergedError(f"step {step}: loss is {loss}; the run diverged: lower optim.lr "
                             f"({lr:g}) or set optim.grad_clip")
+
+
+def consistency_share(weighted_consistency: float, total: float) -> float:
+    """λ·consistency as a fraction of the whole loss; 0 when the loss is 0."""
+    return weighted_consistency / total if total > 0 else 0.0
 
 
 def sum_across_workers(values: list[float]) -> list[float]:
@@ -194,8 +228,10 @@ def build_inputs(cfg, session):
     """Tokenizer, task data, tokenized splits and the LoRA model for `cfg`.
 
     A session that caches (a reused Tune actor) loads the tokenizer, data and base model once
-    per process; each run then gets a deep copy of the base model whose new task head is drawn
-    afresh from the current RNG, so runs with different seeds start from different heads.
+    per process and hands each run a deep copy. Either way the new task head and the LoRA
+    weights are drawn right after `seed_everything(cfg.seed)`: `from_pretrained` draws a new
+    head from the global generator while loading, so a run's numbers would otherwise depend on
+    whether its base model was loaded or taken from the cache.
     """
     from hk_tune.train.data import load_task, tokenize
     from hk_tune.train.model import add_lora, load_model, load_tokenizer
@@ -207,26 +243,32 @@ def build_inputs(cfg, session):
         ("tokenized", cfg.model, cfg.data),
         lambda: tokenize(data, tokenizer, cfg.data.max_length))
     args = (cfg.model, data.task, data.num_labels, tokenizer.pad_token_id)
-    if not session.cache_models:
-        return tokenizer, data, train_ds, eval_ds, add_lora(load_model(*args), cfg.lora,
-                                                            data.task)
-    base, new_keys = session.reuse(("model", *args), lambda: load_model(*args, new_keys=True))
-    base = fresh_copy(base)
+    if session.cache_models:
+        base, new_keys = session.reuse(("model", *args),
+                                       lambda: load_model(*args, new_keys=True))
+        base = fresh_copy(base)
+    else:
+        base, new_keys = load_model(*args, new_keys=True)
+    seed_everything(cfg.seed)
     reset_new_weights(base, new_keys)
     return tokenizer, data, train_ds, eval_ds, add_lora(base, cfg.lora, data.task)
 
 
 def reset_new_weights(model, names: list[str]) -> None:
     """Draws the weights that the checkpoint did not hold (the new task head) again, as BERT-style
-    heads are initialized: normal(0, initializer_range), biases 0."""
+    heads are initialized: normal(0, initializer_range), biases 0.
+
+    They are drawn in the model's own parameter order: `names` comes from transformers' loading
+    report, whose order can change from one process to the next (it is built from sets), and
+    the draws must not.
+    """
     import torch
 
     std = getattr(model.config, "initializer_range", 0.02)
-    params = dict(model.named_parameters())
+    new = set(names)
     with torch.no_grad():
-        for name in names:
-            if name in params:
-                param = params[name]
+        for name, param in model.named_parameters():
+            if name in new:
                 param.zero_() if name.endswith("bias") else param.normal_(0.0, std)
 
 
@@ -252,13 +294,14 @@ def run_loop(config: dict, session) -> None:
     from transformers import get_linear_schedule_with_warmup
 
     from hk_tune.dropout import attach, compute_loss
+    from hk_tune.train.metrics import metric_mode, selection_metric
+    from hk_tune.train.model import trainable_counts
     from hk_tune.train.run_config import RunConfig
 
     cfg = RunConfig.from_dict(config, where="train_fn_per_worker config")
     rank, world_size = session.world()
 
     # Build: same seed on every worker, so the new head and the LoRA init agree before DDP.
-    seed_everything(cfg.seed)
     tokenizer, data, train_ds, eval_ds, peft_model = build_inputs(cfg, session)
     handle = attach(peft_model, cfg.dropout)  # before DDP: patches the model in place
     model = session.prepare_model(peft_model)
@@ -266,6 +309,9 @@ def run_loop(config: dict, session) -> None:
                                          cfg.seed, rank, world_size, session)
     steps_per_epoch = len(loader)
     total_steps = step_budget(cfg.optim, steps_per_epoch)
+    metric = selection_metric(data.task, cfg.metric)
+    best = RunningBest(metric, metric_mode(metric))
+    counts = trainable_counts(peft_model)
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     scheduler = get_linear_schedule_with_warmup(
@@ -277,14 +323,14 @@ def run_loop(config: dict, session) -> None:
     checkpoint = session.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            step = load_checkpoint(Path(folder), peft_model, optimizer, scheduler, rank,
-                                   where=checkpoint.path)
+            step, best.value, best.step = load_checkpoint(
+                Path(folder), peft_model, optimizer, scheduler, rank, where=checkpoint.path)
         if rank == 0:
             print(f"resuming at step {step} of {total_steps}", file=sys.stderr, flush=True)
 
     # Fit.
     eval_batch_size = cfg.optim.eval_batch_size or cfg.optim.batch_size
-    loss_sum = consistency_sum = tokens = batches = 0.0
+    loss_sum = consistency_sum = total_sum = tokens = batches = 0.0
     started = time.perf_counter()
     while step < total_steps:
         epoch = step // steps_per_epoch
@@ -295,7 +341,8 @@ def run_loop(config: dict, session) -> None:
                 continue
             model.train()
             out = compute_loss(model, batch, handle, data.task)
-            check_finite(out.loss.item(), step + 1, cfg.optim.lr)
+            loss = out.loss.item()
+            check_finite(loss, step + 1, cfg.optim.lr)
             out.loss.backward()
             if cfg.optim.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
@@ -305,6 +352,7 @@ def run_loop(config: dict, session) -> None:
             step += 1
             loss_sum += out.task_loss.item()
             consistency_sum += out.consistency_loss.item()
+            total_sum += loss
             tokens += batch["attention_mask"].sum().item()
             batches += 1
             if not is_eval_step(step, total_steps, steps_per_epoch, cfg.optim.eval_every):
@@ -312,27 +360,36 @@ def run_loop(config: dict, session) -> None:
 
             # Evaluate and report: every worker takes part (report is a barrier).
             elapsed = time.perf_counter() - started
-            loss_sum, consistency_sum, tokens, batches = sum_across_workers(
-                [loss_sum, consistency_sum, tokens, batches])
+            loss_sum, consistency_sum, total_sum, tokens, batches = sum_across_workers(
+                [loss_sum, consistency_sum, total_sum, tokens, batches])
+            evaluation = evaluate(peft_model, eval_ds, data.task, data.num_labels, tokenizer,
+                                  eval_batch_size, cfg.generation, rank, world_size)
+            best.update(evaluation[metric], step)
             metrics = {
                 "step": step,
                 "total_steps": total_steps,  # a search tells finished from early-stopped runs
                 "epoch": step / steps_per_epoch,
                 "train_loss": loss_sum / batches,
                 "train_consistency_loss": consistency_sum / batches,
-                **evaluate(peft_model, eval_ds, data.task, data.num_labels, tokenizer,
-                           eval_batch_size, cfg.generation, rank, world_size),
+                # What the weighted consistency term is of the loss that was backpropagated.
+                "train_consistency_share": consistency_share(
+                    cfg.dropout.consistency_weight * consistency_sum, total_sum),
+                **evaluation,
+                **best.metrics(),
                 "lr": scheduler.get_last_lr()[0],
                 "tokens_per_s": tokens / elapsed,
                 "world_size": world_size,
+                "trainable_lora_params": counts["lora"],
+                "trainable_head_params": counts["head"],
             }
             with tempfile.TemporaryDirectory() as folder:
-                save_checkpoint(Path(folder), peft_model, optimizer, scheduler, step, rank)
+                save_checkpoint(Path(folder), peft_model, optimizer, scheduler, step, rank,
+                                best=(best.value, best.step))
                 session.report(metrics, Path(folder), f"checkpoint_step{step:07d}")
             if rank == 0:
                 # stderr: stdout stays for results (`hk-tune train --json` ends with JSON).
                 print(format_progress(metrics, total_steps), file=sys.stderr, flush=True)
-            loss_sum = consistency_sum = tokens = batches = 0.0
+            loss_sum = consistency_sum = total_sum = tokens = batches = 0.0
             started = time.perf_counter()
             if step >= total_steps:
                 break

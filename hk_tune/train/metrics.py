@@ -13,6 +13,10 @@ from typing import Any
 # Pearson on STS-B, BLEU on E2E).
 PRIMARY_METRIC = {"classification": "accuracy", "regression": "pearson", "causal_lm": "bleu"}
 
+# What each task's evaluation reports besides `eval_loss` (as `eval_<name>`).
+TASK_METRICS = {"classification": ("accuracy", "f1", "mcc"), "regression": ("pearson", "spearman"),
+                "causal_lm": ("bleu", "rouge_l")}
+
 HIGHER_IS_BETTER = {
     "accuracy": True, "f1": True, "mcc": True,
     "pearson": True, "spearman": True,
@@ -33,6 +37,24 @@ def metric_mode(name: str) -> str:
             return "max" if HIGHER_IS_BETTER[key] else "min"
     raise ValueError(f"unknown metric {name!r}; known: {', '.join(HIGHER_IS_BETTER)}, "
                      "optionally prefixed eval_ or train_")
+
+
+def eval_metrics(task: str) -> list[str]:
+    """Every metric an evaluation of `task` reports: `eval_loss` and `eval_<name>`."""
+    return ["eval_loss", *(f"eval_{name}" for name in TASK_METRICS[task])]
+
+
+def selection_metric(task: str, metric: str | None) -> str:
+    """The metric a run of `task` tracks its best of: `metric`, else the task's primary one.
+
+    Raises:
+        ValueError: `metric` is not one an evaluation of `task` reports (listing those).
+    """
+    chosen = metric or f"eval_{PRIMARY_METRIC[task]}"
+    if chosen not in eval_metrics(task):
+        raise ValueError(f"{chosen!r} is not reported by a {task} evaluation; allowed: "
+                         f"{eval_metrics(task)}")
+    return chosen
 
 
 def classification_metrics(preds: Any, labels: Any, num_labels: int) -> dict[str, float]:

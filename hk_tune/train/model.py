@@ -39,6 +39,11 @@ DEFAULT_TARGET_MODULES = {
 
 DTYPES = ("float32", "bfloat16", "float16")
 
+# How much of a sequence-classification head trains beside LoRA. `full`: the whole head, as the
+# LoRA paper's NLU code does (BERT's pooler and classifier; RoBERTa's dense + out_proj; the
+# `score` layer of decoders); `last_linear`: only the head's last linear layer.
+HEADS = ("full", "last_linear")
+
 MODEL_FORMS = (f"a local model folder (config.json + model.safetensors), an embedded name "
                f"{sorted(EMBEDDED_MODELS)}, or a Hugging Face hub name (needs hub access or a "
                "cached copy)")
@@ -78,14 +83,19 @@ class LoraSettings:
         target_modules: module names to adapt; None picks the architecture's query/value default.
         dropout: peft's `lora_dropout`; only kept by dropout specs that keep stock dropout
             (`hf_default`), since every other spec is the run's single source of dropout.
+        head: how much of a classification or regression head trains (see HEADS); the
+            pretrained LM head of causal LM stays frozen either way.
     """
 
     rank: int = 8
     alpha: float = 16.0
     target_modules: tuple[str, ...] | None = None
     dropout: float = 0.0
+    head: str = "full"
 
     def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ConfigError(f"head: {self.head!r} is not allowed; allowed: {list(HEADS)}")
         if self.rank < 1:
             raise ConfigError(f"rank: {self.rank!r} is not allowed; use an integer >= 1")
         if self.alpha <= 0:
@@ -279,24 +289,58 @@ def _loaded(loaded):
 
 
 def add_lora(model: PreTrainedModel, lora: LoraSettings, task: str) -> PeftModel:
-    """Wraps `model` with a LoRA adapter; only the adapter (and a new task head) train.
+    """Wraps `model` with a LoRA adapter; only the adapter and the task head train.
 
-    Sequence-classification heads are new, so peft trains and saves them with the adapter
-    (its `modules_to_save`); causal LM keeps the pretrained LM head frozen.
+    Sequence-classification heads train and are saved with the adapter (peft's
+    `modules_to_save`): with `head: full` the whole head, including BERT's pooler (pretrained,
+    yet part of the head the classifier reads); with `head: last_linear` only the head's last
+    linear layer. Causal LM keeps the pretrained LM head frozen.
     """
     from peft import LoraConfig, TaskType, get_peft_model
 
     model_type = model.config.model_type
+    pooler = [name for name, _ in model.named_modules() if name.endswith(".pooler")]
     config = LoraConfig(
         task_type=TaskType.CAUSAL_LM if task == "causal_lm" else TaskType.SEQ_CLS,
         r=lora.rank,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=target_modules(model_type, lora),
+        # peft adds the classifier / score layer itself for sequence classification.
+        modules_to_save=["pooler"] if pooler and lora.head == "full" and task != "causal_lm"
+        else None,
         # GPT-2's Conv1D stores weights transposed; peft would fix this with a warning.
         fan_in_fan_out=model_type == "gpt2",
     )
-    return get_peft_model(model, config)
+    peft_model = get_peft_model(model, config)
+    if lora.head == "last_linear" and task != "causal_lm":
+        _freeze_all_but_last_linear(peft_model)
+    return peft_model
+
+
+def _freeze_all_but_last_linear(peft_model: PeftModel) -> None:
+    """In the trained copy of each saved head module, only the last `nn.Linear` keeps training
+    (RoBERTa's head is dense -> tanh -> out_proj; BERT's classifier is one linear layer)."""
+    from peft.utils import ModulesToSaveWrapper
+    from torch import nn
+
+    for wrapper in peft_model.modules():
+        if not isinstance(wrapper, ModulesToSaveWrapper):
+            continue
+        for copy in wrapper.modules_to_save.values():
+            linears = [m for m in copy.modules() if isinstance(m, nn.Linear)]
+            keep = {id(p) for p in linears[-1].parameters()} if linears else set()
+            for param in copy.parameters():
+                param.requires_grad_(id(param) in keep)
+
+
+def trainable_counts(peft_model: PeftModel) -> dict[str, int]:
+    """Trainable parameters of the LoRA adapter and of the task head, counted separately."""
+    counts = {"lora": 0, "head": 0}
+    for name, param in peft_model.named_parameters():
+        if param.requires_grad:
+            counts["lora" if "lora_" in name else "head"] += param.numel()
+    return counts
 
 
 def build_model(

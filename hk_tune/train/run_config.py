@@ -42,7 +42,7 @@ class OptimSettings:
 
     Attributes:
         lr: peak learning rate; LoRA takes much larger rates than full finetuning.
-        weight_decay: AdamW's decoupled weight decay.
+        weight_decay: AdamW's decoupled weight decay (the paper: 0.1).
         warmup_ratio: share of the step budget spent warming up linearly (the paper: 0.06).
         batch_size: examples per step on each worker.
         eval_batch_size: examples per evaluation batch; None uses batch_size.
@@ -55,7 +55,7 @@ class OptimSettings:
     """
 
     lr: float = 5e-4
-    weight_decay: float = 0.0
+    weight_decay: float = 0.1
     warmup_ratio: float = 0.06
     batch_size: int = 16
     eval_batch_size: int | None = None
@@ -134,6 +134,9 @@ class RunConfig:
     Attributes:
         model, lora, data, dropout, optim, generation, scaling: the sections.
         seed: seeds torch, numpy, random and the data order; same seed, same metrics on CPU.
+        metric: the evaluation metric whose best value the run tracks (reported as
+            `best_<metric>` with `best_step`) and keeps the best checkpoint of; None is the
+            task's primary metric (eval_accuracy, eval_pearson, eval_bleu).
         name: the run's folder under storage_path; reusing a name continues that run from its
             latest checkpoint (never a timestamp, so retries resume).
         storage_path: where Ray Train keeps results and checkpoints.
@@ -148,6 +151,7 @@ class RunConfig:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     scaling: ScalingSettings = field(default_factory=ScalingSettings)
     seed: int = 0
+    metric: str | None = None
     name: str = "hk_tune"
     storage_path: str = "hk_tune_runs"
     max_failures: int = 0
@@ -209,7 +213,8 @@ SECTIONS: dict[str, type] = {
 }
 
 
-SCALARS: dict[str, type] = {"seed": int, "name": str, "storage_path": str, "max_failures": int}
+SCALARS: dict[str, Any] = {"seed": int, "metric": str | None, "name": str, "storage_path": str,
+                           "max_failures": int}
 
 
 def load_run_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> RunConfig:

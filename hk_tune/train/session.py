@@ -7,6 +7,12 @@
   trials (DESIGN.md 5). With actor reuse, the tokenizer, the tokenized data and the base model
   stay in a module-level cache across trials; each trial gets a deep copy of the base model with
   its new task head initialized afresh from the trial's seed.
+- `LocalSession`: the loop in this process with no Ray at all (benchmarks, notebooks, a GPU
+  check): its reports are kept in `history`, nothing is persisted.
+
+Which session a run had never changes its numbers: the loop seeds the head and LoRA init itself
+(`hk_tune.train.loop.build_inputs`), so a cached base model and a freshly loaded one start the
+same run.
 """
 
 from __future__ import annotations
@@ -90,3 +96,25 @@ class TuneSession(TrainSession):
 def fresh_copy(value: Any) -> Any:
     """A deep copy, so a trial's changes (LoRA layers, attached dropout) never reach the cache."""
     return copy.deepcopy(value)
+
+
+class LocalSession(TuneSession):
+    """The loop in this process without Ray: rank 0 of 1, every report kept in `history`.
+
+    Args:
+        cache: keep the tokenizer, data and base model for the next run in this process, as a
+            reused Tune actor does; False loads them afresh, as a Ray Train worker does.
+    """
+
+    def __init__(self, cache: bool = True):
+        self.cache_models = cache
+        self.history: list[dict[str, Any]] = []
+
+    def get_checkpoint(self):
+        return None
+
+    def report(self, metrics: dict[str, Any], folder: Path, name: str) -> None:
+        self.history.append(dict(metrics))
+
+    def reuse(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        return super().reuse(key, build) if self.cache_models else build()

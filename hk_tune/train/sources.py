@@ -129,6 +129,18 @@ def read_splits(cfg: DataConfig) -> Splits:
     return _read_local(source, cfg)
 
 
+def source_task(cfg: DataConfig) -> str | None:
+    """The task a data config defines without reading any rows: its own `task`, or the one its
+    bundled or hub source has; None for a local source that names none."""
+    kind, _, name = cfg.source.partition(":")
+    if cfg.task is not None:
+        return cfg.task
+    if cfg.source == "e2e_nlg":
+        return "causal_lm"
+    schema = {"bundled": BUNDLED, "glue": GLUE}.get(kind, {}).get(name)
+    return schema.task if schema is not None else None
+
+
 def is_local(source: str) -> bool:
     """Whether `source` names a local file or folder (which needs `task` and a column mapping)."""
     return not source.startswith(("bundled:", "glue:")) and source != "e2e_nlg"

@@ -16,6 +16,7 @@ A URI may carry pyarrow's query options (`s3://bucket/runs?endpoint_override=hos
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 
@@ -66,6 +67,16 @@ def write_text(path: str | Path, text: str) -> None:
     filesystem, inner = _filesystem(path)
     with filesystem.open_output_stream(inner) as stream:
         stream.write(text.encode())
+
+
+def copy_file(source: str | Path, destination: Path) -> None:
+    """Copies one file, local or in an object store, to the local path `destination`."""
+    if not is_uri(source):
+        shutil.copyfile(source, destination)
+        return
+    filesystem, inner = _filesystem(source)
+    with filesystem.open_input_stream(inner) as stream:
+        destination.write_bytes(stream.read())
 
 
 def _filesystem(uri: str | Path):

@@ -11,9 +11,11 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hk_tune.errors import CheckpointError, DivergedError
+from hk_tune.errors import CheckpointError, ConfigError, DivergedError
 from hk_tune.train import storage
+from hk_tune.train.metrics import metric_mode, selection_metric
 from hk_tune.train.run_config import RunConfig
+from hk_tune.train.sources import source_task
 
 if TYPE_CHECKING:
     from ray.train import Result
@@ -33,12 +35,14 @@ class RunResult:
         history: every evaluation's metrics in step order (the train/eval curves).
         path: the run's folder under storage_path.
         checkpoint: the latest checkpoint's folder (LoRA adapter + trainer state), if persisted.
+        best_checkpoint: the checkpoint of the best evaluation (`best_step`), if persisted.
     """
 
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     path: str | None = None
     checkpoint: str | None = None
+    best_checkpoint: str | None = None
 
 
 def check(cfg: RunConfig) -> None:
@@ -52,7 +56,11 @@ def check(cfg: RunConfig) -> None:
     from hk_tune.train.model import check_model
 
     check_model(cfg.model, cfg.lora)
-    load_task(cfg.data)
+    task = load_task(cfg.data).task
+    try:
+        selection_metric(task, cfg.metric)
+    except ValueError as error:
+        raise ConfigError(f"metric: {error}") from None
 
 
 def storage_folder(cfg: RunConfig) -> str:
@@ -78,6 +86,7 @@ def build_trainer(cfg: RunConfig, callbacks: list | None = None) -> TorchTrainer
     # line twice; plain stdout/stderr forwarding is enough. Ray propagates this to the workers.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     scaling = cfg.scaling
+    metric = selection_metric(source_task(cfg.data), cfg.metric)
     resources = {"CPU": scaling.cpus_per_worker}
     if scaling.use_gpu:
         resources["GPU"] = scaling.gpus_per_worker or 1
@@ -95,6 +104,10 @@ def build_trainer(cfg: RunConfig, callbacks: list | None = None) -> TorchTrainer
             # Any worker error counts, ours too: a damaged checkpoint or a diverging loss is
             # then met again max_failures times (from the same checkpoint) before it is raised.
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            # Every checkpoint is kept: Ray Train's results (the run's curves) are its kept
+            # checkpoints' metrics. Scored, so the best evaluation's checkpoint is known.
+            checkpoint_config=ray.train.CheckpointConfig(
+                checkpoint_score_attribute=metric, checkpoint_score_order=metric_mode(metric)),
             # The loop prints one line per evaluation; Ray Train's INFO lines repeat each
             # report's metrics and checkpoint path. Warnings and errors still show.
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
@@ -146,8 +159,11 @@ def fit(cfg: RunConfig) -> RunResult:
         history = sorted((_clean(row) for row in rows), key=lambda row: row.get("step", 0))
     metrics = _clean(result.metrics or (history[-1] if history else {}))
     checkpoint = result.checkpoint.path if result.checkpoint and result.path else None
+    best = [saved.path for saved, saved_metrics in (result.best_checkpoints or [])
+            if saved_metrics.get("step") == metrics.get("best_step")] if result.path else []
     return RunResult(metrics=metrics, history=history or ([metrics] if metrics else []),
-                     path=result.path, checkpoint=checkpoint)
+                     path=result.path, checkpoint=checkpoint,
+                     best_checkpoint=best[0] if best else None)
 
 
 def _clean(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -66,8 +66,30 @@ def test_a_few_steps(tiny_run, architecture, task, dropout):
         assert math.isfinite(metrics[key]), key
     assert metrics["tokens_per_s"] > 0
     assert metrics["lr"] == 0.0  # the linear schedule ends at zero on the last step
+    # The running best of the task's primary metric, and where it was reached.
+    primary = "eval_pearson" if task == "regression" else (
+        "eval_bleu" if task == "causal_lm" else "eval_accuracy")
+    assert metrics[f"best_{primary}"] >= metrics[primary] and metrics["best_step"] in (2, 4)
     if dropout == "hiddenkey":
         assert metrics["train_consistency_loss"] >= 0.0
+        assert 0.0 <= metrics["train_consistency_share"] < 1.0
+    else:
+        assert metrics["train_consistency_share"] == 0.0
+
+
+def test_the_best_evaluation_is_tracked_by_the_chosen_metric(tiny_run):
+    """`metric` picks what the run tracks the best of; for a loss, lower is better."""
+    from hk_tune.train.loop import run_loop
+    from hk_tune.train.session import LocalSession
+
+    session = LocalSession(cache=False)
+    run_loop(tiny_run("bert", "classification", metric="eval_loss",
+                      optim={"max_steps": 6, "eval_every": 1}), session)
+    losses = [row["eval_loss"] for row in session.history]
+    final = session.history[-1]
+    assert final["best_eval_loss"] == min(losses)
+    assert final["best_step"] == max(i + 1 for i, loss in enumerate(losses)
+                                     if loss == min(losses))  # ties go to the later one
 
 
 def test_beam_search_generation(tiny_run):
@@ -133,7 +155,8 @@ def test_checkpoint_holds_only_the_adapter_and_restores_it(saved_checkpoint, tin
 
     folder, model, optimizer = saved_checkpoint
     saved = load_file(folder / "adapter_model.safetensors")
-    assert saved and all("lora_" in k or "classifier" in k for k in saved)  # no base weights
+    # LoRA and the whole task head (BERT's pooler and classifier), no other base weights.
+    assert saved and all("lora_" in k or "classifier" in k or "pooler" in k for k in saved)
     n_saved = sum(t.numel() for t in saved.values())
     assert n_saved == sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert {p.name for p in folder.iterdir()} >= {
@@ -143,7 +166,8 @@ def test_checkpoint_holds_only_the_adapter_and_restores_it(saved_checkpoint, tin
     # What every generator gives right after the checkpoint.
     expected = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
     fresh, fresh_optimizer, fresh_scheduler = build_adapter_run(tiny_models)
-    assert load_checkpoint(folder, fresh, fresh_optimizer, fresh_scheduler, rank=0) == 3
+    assert load_checkpoint(folder, fresh, fresh_optimizer, fresh_scheduler, rank=0) == (3, None,
+                                                                                        None)
     for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert fresh_scheduler.last_epoch == 3
@@ -209,3 +233,22 @@ def test_a_damaged_checkpoint_names_its_folder_and_file(saved_checkpoint, tiny_m
     text = str(raised.value)
     assert f"checkpoint {folder}: {message}" in text
     assert "\n" not in text and "name=" in text  # one line that says what to do
+
+
+def test_a_new_head_is_drawn_the_same_whatever_order_the_loading_report_lists_it(tiny_models):
+    """transformers lists missing keys from a set, in an order that changes between processes
+    (a Tune actor, a Ray Train worker): the head must not depend on it."""
+    from hk_tune.train.loop import reset_new_weights
+    from hk_tune.train.model import ModelSettings, load_model
+
+    heads = []
+    for order in (sorted, lambda keys: sorted(keys, reverse=True)):
+        model, new_keys = load_model(ModelSettings(name=tiny_models["roberta"]),
+                                     "classification", 2, 0, new_keys=True)
+        assert len([k for k in new_keys if k.endswith("weight")]) == 2  # dense and out_proj
+        torch.manual_seed(0)
+        reset_new_weights(model, order(new_keys))
+        heads.append({k: v.clone() for k, v in model.state_dict().items() if "classifier" in k})
+    assert heads[0].keys() == heads[1].keys()
+    for key in heads[0]:
+        assert torch.equal(heads[0][key], heads[1][key]), key

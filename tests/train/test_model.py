@@ -22,6 +22,7 @@ from hk_tune.train.model import (
     load_tokenizer,
     resolve_model_path,
     target_modules,
+    trainable_counts,
 )
 
 HEAD_CLASSES = {
@@ -96,9 +97,43 @@ def test_real_minilm_classification():
     model = build_model(settings, LoraSettings(), "classification", 3, tokenizer.pad_token_id)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    # r=8 on query and value of 6 layers (2 * 6 * 8 * (384 + 384)) plus the 3-class head.
-    assert trainable == 2 * 6 * 8 * 768 + 384 * 3 + 3
+    # r=8 on query and value of 6 layers (2 * 6 * 8 * (384 + 384)) plus the whole head: the
+    # pooler (384 x 384 + 384) and the 3-class classifier.
+    assert trainable == 2 * 6 * 8 * 768 + 384 * 384 + 384 + 384 * 3 + 3
+    assert trainable_counts(model) == {"lora": 2 * 6 * 8 * 768, "head": 384 * 385 + 384 * 3 + 3}
     assert total > 22_000_000
+
+
+# Trainable head modules (parameter name prefixes below the model) per architecture, with the
+# whole head (the LoRA paper's NLU code) and with its last linear layer only.
+HEAD_PARAMETERS = {
+    "bert": {"full": {"bert.pooler.dense", "classifier"}, "last_linear": {"classifier"}},
+    "roberta": {"full": {"classifier.dense", "classifier.out_proj"},
+                "last_linear": {"classifier.out_proj"}},
+    "gpt2": {"full": {"score"}, "last_linear": {"score"}},
+    "llama": {"full": {"score"}, "last_linear": {"score"}},
+}
+
+
+@pytest.mark.parametrize("architecture", sorted(HEAD_PARAMETERS))
+@pytest.mark.parametrize("head", ["full", "last_linear"])
+def test_the_head_trains_whole_or_its_last_linear_layer(tiny_models, architecture, head):
+    settings = ModelSettings(name=tiny_models[architecture])
+    tokenizer = load_tokenizer(settings)
+    model = build_model(settings, LoraSettings(head=head), "classification", 3,
+                        tokenizer.pad_token_id)
+    trained = {name.removeprefix("base_model.model.").replace(".modules_to_save.default", "")
+               .rsplit(".", 1)[0] for name, p in model.named_parameters()
+               if p.requires_grad and "lora_" not in name}
+    assert trained == HEAD_PARAMETERS[architecture][head]
+    counts = trainable_counts(model)
+    assert counts["head"] == sum(p.numel() for n, p in model.named_parameters()
+                                 if p.requires_grad and "lora_" not in n) > 0
+
+
+def test_an_unknown_head_setting_is_refused():
+    with pytest.raises(ConfigError, match="head: 'all'.*allowed.*full.*last_linear"):
+        LoraSettings(head="all")
 
 
 def test_tokenizer_without_pad_gets_eos(tiny_models, tmp_path):

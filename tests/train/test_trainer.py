@@ -82,6 +82,11 @@ def test_resume_continues_at_the_saved_step(tiny_run):
     assert steps == [2, 4, 6, 8]  # continued at 4; a restart from 0 would report 2 and 4 again
     assert second.history[:2] == first.history
     assert second.metrics["step"] == 8 and math.isfinite(second.metrics["eval_loss"])
+    # The best evaluation so far came back with the checkpoint: it spans both halves.
+    best = max(row["eval_accuracy"] for row in second.history)
+    assert second.metrics["best_eval_accuracy"] == best
+    assert second.metrics["best_step"] == max(row["step"] for row in second.history
+                                              if row["eval_accuracy"] == best)
 
 
 def test_refitting_a_finished_run_trains_nothing(tiny_run):
@@ -89,3 +94,37 @@ def test_refitting_a_finished_run_trains_nothing(tiny_run):
     first = fit(RunConfig.from_dict(raw))
     again = fit(RunConfig.from_dict(raw))  # the checkpoint is at the budget: no new reports
     assert again.history == first.history and again.metrics == first.metrics
+
+
+def test_one_seed_gives_one_result_however_the_base_model_was_loaded(tiny_run, tmp_path,
+                                                                     capsys):
+    """A run's numbers depend on its configuration and seed alone: the same with a base model
+    loaded for it, taken from a reused actor's cache, or trained by `hk-tune train`.
+    Loading draws the new head from the global generator, so without seeding the head and
+    LoRA init after it, the first run of a fresh cache would differ from the later ones."""
+    import json
+
+    import yaml
+
+    from hk_tune import cli
+    from hk_tune.train import session as sessions
+    from hk_tune.train.loop import run_loop
+
+    raw = tiny_run("roberta", "classification", dropout="hiddenkey", name="one_seed",
+                   scaling=ONE_WORKER, optim={"max_steps": 6})
+    sessions._CACHE.clear()  # the first cached run loads the model: a cache miss
+    runs = []
+    for session in (sessions.LocalSession(cache=True), sessions.LocalSession(cache=True),
+                    sessions.LocalSession(cache=False)):
+        run_loop(raw, session)
+        runs.append([without_speed(row) for row in session.history])
+    assert runs[0] == runs[1] == runs[2]
+    assert [row["step"] for row in runs[0]] == [2, 4, 6]
+
+    config = tmp_path / "one_seed.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    assert cli.main(["train", str(config), "--json"]) == 0
+    final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert without_speed(final) == runs[0][-1]
+    trained = fit(RunConfig.from_dict(raw))  # the same run folder: continued, nothing trained
+    assert [without_speed(row) for row in trained.history] == runs[0]

@@ -1,4 +1,4 @@
-"""The search subcommands of `hk-tune`: search, resume, best, show and ui.
+"""The search subcommands of `hk-tune`: search, resume, best, export, show and ui.
 
 Progress goes to stderr (Tune's status and each evaluation's line); stdout holds the ranked
 table, the confirmation and the best configuration, and with `--json` its last line is one JSON
@@ -12,11 +12,13 @@ import json
 import sys
 import time
 
+from hk_tune.search import overfit
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def add_commands(commands) -> None:
-    """Adds search, resume, best, show and ui to the `hk-tune` subparsers."""
+    """Adds search, resume, best, export, show and ui to the `hk-tune` subparsers."""
     search = commands.add_parser(
         "search", help="search the dropout design space with Ray Tune + Optuna",
         description="Search a space file (search_spaces/*.yaml) with Ray Tune and Optuna's TPE; "
@@ -45,6 +47,14 @@ def add_commands(commands) -> None:
     best.add_argument("path", help="the search's folder, e.g. hk_tune_runs/quickstart")
     add_json(best, "the best configuration and its statistics")
     best.set_defaults(command_fn=best_command)
+
+    export = commands.add_parser(
+        "export", help="write the best trial's adapter as a folder peft loads",
+        description="Write the adapter (LoRA weights and task head) of a finished search's best "
+        "trial, at its best evaluation, into a new folder that PeftModel.from_pretrained loads.")
+    export.add_argument("path", help="the search's folder, e.g. hk_tune_runs/quickstart")
+    export.add_argument("dest", help="a new (or empty) folder to write")
+    export.set_defaults(command_fn=export_command)
 
     show = commands.add_parser("show", help="print sampled configurations of a space")
     show.add_argument("space", help="search-space YAML")
@@ -134,6 +144,17 @@ def best_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_command(args: argparse.Namespace) -> int:
+    from hk_tune.search.export import EXPORT_INFO, export_search
+
+    folder = export_search(args.path, args.dest)
+    about = json.loads((folder / EXPORT_INFO).read_text())
+    print(f"wrote {folder}: {about['configuration']} (trial {about['trial_id']}) at step "
+          f"{about['step']}, {about['metric']} {about['best']:.4f}; load it with "
+          f"PeftModel.from_pretrained(base_model, {str(folder)!r})")
+    return 0
+
+
 def show_command(args: argparse.Namespace) -> int:
     from hk_tune.search import load_space
     from hk_tune.tracking import run_name
@@ -194,20 +215,27 @@ def format_best(summary: dict) -> str:
     from hk_tune.search.confirm import format_confirmation
     from hk_tune.search.results import format_table
 
-    lines = [format_table(summary["results"], summary["metric"])]
+    lines = [format_table(summary["results"], summary["metric"],
+                          scope=summary.get("metric_scope", "last"))]
     if summary.get("confirmation"):
         lines.append(format_confirmation(summary["confirmation"]))
+    lines += overfit.describe(summary.get("overfitting") or {"completed": 0},
+                              summary["metric"])
     best = summary["best"]
     winner = (summary.get("confirmation") or {}).get("winner") or {}
     median = f", median {winner['median']:.4f} over seeds" if winner else ""
-    lines.append(f"best: {best['name']} ({summary['metric']} {best['metric']:.4f}{median}), "
-                 f"trial {best['trial_id']}")
+    step = f" at step {best['best_step']}" if best.get("best_step") not in (None, -1) else ""
+    scope = "best " if summary.get("metric_scope") == "best" else ""
+    lines.append(f"best: {best['name']} ({scope}{summary['metric']} {best['metric']:.4f}{step}"
+                 f"{median}), trial {best['trial_id']}")
     importances = summary.get("importances") or {}
     if importances:
         lines.append("importance (fANOVA): " + ", ".join(
             f"{k} {v:.2f}" for k, v in sorted(importances.items(), key=lambda kv: -kv[1])))
     lines.append(f"best configuration: {summary['best_config_path']}  "
                  f"(hk-tune train {summary['best_config_path']})")
+    if best.get("checkpoint"):
+        lines.append(f"its adapter at that step: hk-tune export {summary['path']} DEST")
     lines.append(f"search folder: {summary['path']}; MLflow: {summary.get('tracking_uri')}")
     return "\n".join(lines)
 

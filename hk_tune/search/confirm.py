@@ -52,29 +52,33 @@ def confirm(space: Space, picked: list[dict], folder: str) -> list[dict]:
     records = run_grid(space, folder, CONFIRM_FOLDER, [row["sampled"] for row in picked], seeds)
     by_params = {repr(sorted(row["sampled"].items())): row["trial_id"] for row in picked}
     return [{"confirms": by_params.get(repr(sorted(record["params"].items()))),
-             "seed": record["seed"], "value": record["value"], "history": record["history"],
-             "final": record["final"]} for record in records]
+             "seed": record["seed"], "value": record["value"], "last": record["last"],
+             "history": record["history"], "final": record["final"]} for record in records]
 
 
 def summarize(space: Space, picked: list[dict], runs: list[dict],
               baseline_id: str | None) -> dict[str, Any]:
-    """Median and spread per confirmed configuration; the winner is the best median."""
+    """Median and spread of the score (`space.score`) per confirmed configuration, with the
+    last evaluations' median beside it; the winner is the best median score."""
     rows = []
     for row in picked:
-        values = [row["metric"]] + [run["value"] for run in runs
-                                    if run["confirms"] == row["trial_id"]
-                                    and run["value"] is not None]
+        done = [run for run in runs if run["confirms"] == row["trial_id"]
+                and run["value"] is not None]
+        values = [row["metric"]] + [run["value"] for run in done]
+        last = [row.get("last")] + [run.get("last") for run in done]
+        last = [value for value in last if value is not None]
         rows.append({"trial_id": row["trial_id"], "name": row["name"],
                      "seeds": [space_seed(space)] + extra_seeds(space)[:len(values) - 1],
                      "values": values, "median": statistics.median(values),
                      "min": min(values), "max": max(values),
+                     "last_median": statistics.median(last) if last else None,
                      "is_baseline": row["trial_id"] == baseline_id})
     sign = -1 if space.mode == "max" else 1
     # The baseline can win: then no dropout configuration beat it over seeds, which is worth
     # knowing. Ties go to the higher-ranked search trial (min keeps the first).
     winner = min(rows, key=lambda r: sign * r["median"])
     baseline = next((r for r in rows if r["is_baseline"]), None)
-    return {"metric": space.metric, "mode": space.mode, "seeds": space.confirm_seeds,
+    return {"metric": space.score, "mode": space.mode, "seeds": space.confirm_seeds,
             "configurations": rows, "winner": winner, "baseline": baseline}
 
 
@@ -85,6 +89,8 @@ def format_confirmation(summary: dict[str, Any]) -> str:
         mark = "baseline" if row["is_baseline"] else (
             "winner" if row["trial_id"] == summary["winner"]["trial_id"] else "")
         values = " ".join(f"{v:.4f}" for v in row["values"])
+        last = row.get("last_median")
+        last = f"  last: median {last:.4f}" if last is not None else ""
         lines.append(f"  {row['name']:<40} median {row['median']:.4f}  "
-                     f"[{row['min']:.4f}, {row['max']:.4f}]  ({values})  {mark}".rstrip())
+                     f"[{row['min']:.4f}, {row['max']:.4f}]  ({values}){last}  {mark}".rstrip())
     return "\n".join(lines)

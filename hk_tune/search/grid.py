@@ -61,7 +61,7 @@ def run_grid(space: Space, folder: str, name: str, points: list[dict],
     from hk_tune.search.tuner import run_plain
 
     param_space = {"params": ray.tune.grid_search(points), "seed": ray.tune.grid_search(seeds)}
-    return run_records(run_plain(space, folder, param_space, name), space.metric)
+    return run_records(run_plain(space, folder, param_space, name), space)
 
 
 def _root(space: Space) -> Entry:

@@ -18,9 +18,14 @@ SUMMARY = "summary.json"
 BEST_CONFIG = "best_config.yaml"
 
 
-def trial_rows(space: Space, result_grid, metric: str) -> tuple[list[dict], dict[str, list]]:
-    """One row per trial (flat params at the top, then metric, trial_id, name, status, steps,
-    time_s) and each trial's history (one dict per evaluation, with `step`)."""
+def trial_rows(space: Space, result_grid) -> tuple[list[dict], dict[str, list]]:
+    """One row per trial and each trial's history (one dict per evaluation, with `step`).
+
+    A row holds the flat params, then `metric` (the trial's score, `space.score`: its best
+    evaluation or its last), `last` (the metric at the last evaluation), `best_step`,
+    `best_checkpoint` (the folder of the best evaluation's checkpoint, when kept), trial_id,
+    name, status, steps, time_s and error.
+    """
     from ray.tune.utils import flatten_dict
 
     from hk_tune.tracking import run_name
@@ -32,7 +37,10 @@ def trial_rows(space: Space, result_grid, metric: str) -> tuple[list[dict], dict
         sampled = flatten_dict(result.config or {}, delimiter="/")
         params = space.trial_params(sampled)
         histories[run["trial_id"]] = _history(result)
-        rows.append({**params, "sampled": sampled, "metric": _number(metrics.get(metric)),
+        best_step = metrics.get("best_step")
+        rows.append({**params, "sampled": sampled, "metric": _number(metrics.get(space.score)),
+                     "last": _number(metrics.get(space.metric)), "best_step": best_step,
+                     "best_checkpoint": checkpoint_at(result, best_step),
                      "trial_id": run["trial_id"], "name": run_name(params),
                      "status": run["status"], "steps": metrics.get("step", 0), "time_s": round(
                          float(metrics.get("time_total_s", 0.0)), 1),
@@ -40,16 +48,17 @@ def trial_rows(space: Space, result_grid, metric: str) -> tuple[list[dict], dict
     return rank(rows, space.mode), histories
 
 
-def run_records(result_grid, metric: str) -> list[dict[str, Any]]:
+def run_records(result_grid, space: Space) -> list[dict[str, Any]]:
     """One dict per run of a plain experiment whose configs are {"params": ..., "seed": n}
-    (seed confirmation, grids): params, seed, trial_id, status, error, value (`metric`),
-    history (one dict of numbers per evaluation) and final (the last numbers reported)."""
+    (seed confirmation, grids): params, seed, trial_id, status, error, value (the score,
+    `space.score`), last (the metric at the last evaluation), history (one dict of numbers per
+    evaluation) and final (the last numbers reported)."""
     records = []
     for result in result_grid:
         config, metrics = result.config or {}, result.metrics or {}
         records.append({
             "params": config.get("params", {}), "seed": config.get("seed"), **_outcome(result),
-            "value": metrics.get(metric),
+            "value": metrics.get(space.score), "last": metrics.get(space.metric),
             "history": _history(result),
             "final": {k: v for k, v in metrics.items() if _is_number(v)},
         })
@@ -98,6 +107,15 @@ def importances(space: Space, rows: list[dict]) -> dict[str, float]:
     return {name.replace("/", ".", 1): float(value) for name, value in found.items()}
 
 
+def describe_score(space: Space, row: dict) -> str:
+    """A trial's score in words: `best eval_accuracy 0.7667 at step 40, last 0.7533`, or the
+    last value alone under `metric_scope: last`."""
+    if space.metric_scope == "last":
+        return f"last {space.metric} {_fmt(row.get('metric'))}"
+    return (f"best {space.metric} {_fmt(row.get('metric'))} at step {row.get('best_step')}, "
+            f"last {_fmt(row.get('last'))}")
+
+
 def best_run_config(space: Space, sampled: dict[str, Any], name: str) -> dict[str, Any]:
     """The winner as a complete `RunConfig` dict that `hk-tune train` accepts."""
     from hk_tune.train.run_config import RunConfig
@@ -140,22 +158,36 @@ def read_summary(folder: str) -> dict[str, Any]:
 
 
 def json_line(summary: dict[str, Any]) -> str:
-    """The `--json` line: best config, metric, median, number of trials, path."""
+    """The `--json` line: best config, metric, its score key and value (with the step of the
+    best evaluation), median, number of trials, path."""
     confirmation = summary.get("confirmation") or {}
     winner = confirmation.get("winner") or {}
     return json.dumps({
         "best_config": summary["best_config"], "best_config_path": summary["best_config_path"],
         "metric": summary["metric"], "mode": summary["mode"], "value": summary["best"]["metric"],
+        "score": summary.get("score", summary["metric"]),
+        "best_step": summary["best"].get("best_step"),
         "median": winner.get("median"), "num_trials": len(summary["results"]),
         "path": summary["path"], "name": summary["best"]["name"],
     }, sort_keys=True, default=str)
 
 
-def format_table(rows: list[dict], metric: str, limit: int = 20) -> str:
-    """The ranked trials: rank, configuration, metric, steps, time, status."""
-    header = ["#", "configuration", metric, "steps", "time_s", "status"]
-    lines = [[str(i + 1), row["name"], _fmt(row.get("metric")), str(row.get("steps", "")),
-              _fmt(row.get("time_s"), 1), row["status"]] for i, row in enumerate(rows[:limit])]
+def format_table(rows: list[dict], metric: str, limit: int = 20, scope: str = "best") -> str:
+    """The ranked trials: rank, configuration, score (the best evaluation and its step, or the
+    last), the metric at the last evaluation, steps, time, status."""
+    if scope == "best":
+        header = ["#", "configuration", f"best {metric}", "at step", "last", "steps", "time_s",
+                  "status"]
+    else:
+        header = ["#", "configuration", f"last {metric}", "steps", "time_s", "status"]
+    lines = []
+    for i, row in enumerate(rows[:limit]):
+        score = [_fmt(row.get("metric"))]
+        if scope == "best":
+            step = row.get("best_step")
+            score += ["-" if step in (None, -1) else str(step), _fmt(row.get("last"))]
+        lines.append([str(i + 1), row["name"], *score, str(row.get("steps", "")),
+                      _fmt(row.get("time_s"), 1), row["status"]])
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
               for i, h in enumerate(header)]
     out = ["  ".join(h.ljust(w) if i == 1 else h.rjust(w)
@@ -190,6 +222,22 @@ def _history(result) -> list[dict[str, Any]]:
         by_step[row.get("step", f"row {index}")] = {k: v for k, v in row.items()
                                                     if _is_number(v)}
     return list(by_step.values())
+
+
+def checkpoint_at(result, step: Any) -> str | None:
+    """The path of the trial's kept checkpoint from the evaluation at `step`: one Tune kept
+    (the `inprocess` executor), or the Ray Train run's named in that evaluation's report
+    (`checkpoint_path`, the `train` executor)."""
+    if step is None:
+        return None
+    for checkpoint, metrics in getattr(result, "best_checkpoints", None) or []:
+        if metrics.get("step") == step:
+            return checkpoint.path
+    frame = result.metrics_dataframe
+    for row in [] if frame is None else frame.to_dict("records"):
+        if row.get("step") == step and isinstance(row.get("checkpoint_path"), str):
+            return row["checkpoint_path"]
+    return None
 
 
 def _number(value: Any) -> float:

@@ -12,15 +12,22 @@ record: the searcher is rebuilt from them, every finished trial told to Optuna w
 
     build_search(space, max_concurrent=2)                         # a new search
     build_search(space, max_concurrent=2, trials=analysis.trials)  # a resumed one
+
+Every trial of a search has the same seed, and one seed gives one result, so a configuration
+TPE proposes again would train to the numbers it already has. It is not run: the proposal is told
+to Optuna with the earlier trial's value (or as failed, while that trial still runs), the line
+`TPE proposed ... again` goes to stderr, and TPE is asked for another point.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from ray.tune.experiment import Trial
-from ray.tune.search import ConcurrencyLimiter, SearchGenerator
+from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.utils.util import _load_newest_checkpoint
 
@@ -37,12 +44,13 @@ def build_search(space: Space, max_concurrent: int, trials: Sequence[Trial] = ()
     startup = max(2, min(10, space.num_samples // 2))  # random draws before TPE models anything
     # The presets are enqueued after the replayed trials, not passed as points_to_evaluate:
     # Optuna hands enqueued points to the next ask(), which the replay below uses.
-    searcher = OptunaSearch(
-        space.suggest, metric=space.metric, mode=space.mode,
+    searcher = DistinctOptunaSearch(
+        space, metric=space.score, mode=space.mode,
         sampler=optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=startup))
     unfinished = []
     for trial in trials:
         searcher._ot_trials[trial.trial_id] = _replay(searcher, trial.evaluated_params)
+        searcher.remember(trial.trial_id, trial.evaluated_params)
         if trial.status == Trial.TERMINATED:
             searcher.on_trial_complete(trial.trial_id, result=trial.last_result)
         else:  # pending, running or errored: Tune runs it again on resume
@@ -55,6 +63,66 @@ def build_search(space: Space, max_concurrent: int, trials: Sequence[Trial] = ()
     limiter.live_trials = set(unfinished)
     limiter.num_unfinished_live_trials = len(unfinished)
     return RebuiltSearch(limiter, budget=space.num_samples, created=len(trials))
+
+
+class DistinctOptunaSearch(OptunaSearch):
+    """OptunaSearch over a space's define-by-run function that never hands Tune a configuration
+    a trial of the search already has (see the module docstring).
+
+    Two proposals are the same configuration when they build the same run config, so `off` with
+    any leftover value and an explicit rate of 0 are one configuration.
+    """
+
+    MAX_DRAWS = 100  # proposals per new trial before the space counts as used up
+
+    def __init__(self, space: Space, **kwargs):
+        super().__init__(space.suggest, **kwargs)
+        self._search_space = space
+        self._trial_of: dict[str, str] = {}  # configuration key -> the trial that has it
+
+    def remember(self, trial_id: str, params: dict) -> None:
+        """Records that `trial_id` has the configuration `params` (parameter name -> value)."""
+        self._trial_of.setdefault(self._key(params), trial_id)
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        from ray.tune.utils import flatten_dict
+
+        for _ in range(self.MAX_DRAWS):
+            config = super().suggest(trial_id)
+            params = flatten_dict(config, delimiter="/")
+            twin = self._trial_of.get(self._key(params))
+            if twin is None:
+                self.remember(trial_id, params)
+                return config
+            self._tell_like(self._ot_trials.pop(trial_id), twin)
+        print(f"TPE proposed only configurations the search has already tried in "
+              f"{self.MAX_DRAWS} draws: no new trial is started", file=sys.stderr, flush=True)
+        return Searcher.FINISHED
+
+    def _key(self, params: dict) -> str:
+        """The run config `params` build, in its canonical form."""
+        from hk_tune.train.run_config import RunConfig
+
+        space = self._search_space
+        config = RunConfig.from_dict(space.run_config(params), where=space.file)
+        return json.dumps(config.to_dict(), sort_keys=True, default=str)
+
+    def _tell_like(self, proposal, twin_id: str) -> None:
+        """Tells Optuna the repeated proposal's outcome: the twin's value, or failed while the
+        twin is unfinished (TPE skips failed trials)."""
+        from optuna.trial import TrialState
+
+        twin = self._ot_study.get_trials(deepcopy=False)[self._ot_trials[twin_id].number]
+        if twin.state == TrialState.COMPLETE:
+            self._ot_study.tell(proposal, twin.value)
+            outcome = f"its {self.metric} {twin.value:.4f} is reused"
+        else:
+            self._ot_study.tell(proposal, state=TrialState.FAIL)
+            outcome = "it is still running"
+        name = ", ".join(f"{key}={value}" for key, value in sorted(proposal.params.items()))
+        print(f"TPE proposed {name or 'the same point'} again, which trial {twin_id} has with "
+              f"the same seed ({outcome}); asking for another point", file=sys.stderr,
+              flush=True)
 
 
 class RebuiltSearch(SearchGenerator):

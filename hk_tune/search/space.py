@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TYPES = ("float", "log_float", "int", "categorical", "grid")
+METRIC_SCOPES = ("best", "last")  # a trial's score: its best evaluation, or its last one
 OFF = "off"  # the choice of a position switch that turns the position off (rate 0)
 
 
@@ -86,6 +87,7 @@ class Space:
     entries: tuple[Entry, ...]
     metric: str
     mode: str
+    metric_scope: str = "best"
     num_samples: int = 8
     max_concurrent: int | None = None
     scheduler: str = "none"
@@ -99,6 +101,12 @@ class Space:
     executor: str = "auto"
     name: str = "search"
     storage_path: str = "hk_tune_runs"
+
+    @property
+    def score(self) -> str:
+        """The reported key a trial is scored by (ASHA, TPE, ranking, confirmation, plots): the
+        running best of the metric (`best_eval_accuracy`) or the metric as last evaluated."""
+        return f"best_{self.metric}" if self.metric_scope == "best" else self.metric
 
     # -- sampling ----------------------------------------------------------------------------
 

@@ -18,12 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from hk_tune.errors import ConfigError
-from hk_tune.search.space import OFF, TYPES, Entry, Space, is_position_switch, walk
+from hk_tune.search.space import (
+    METRIC_SCOPES,
+    OFF,
+    TYPES,
+    Entry,
+    Space,
+    is_position_switch,
+    walk,
+)
+from hk_tune.train.sources import source_task
 
 EXECUTORS = ("auto", "train", "inprocess")
 SCHEDULERS = ("none", "asha")
-SETTINGS = ("fixed", "search", "metric", "mode", "num_samples", "max_concurrent", "scheduler",
-            "resources", "seed", "warm_start", "confirm", "executor", "name", "storage_path")
+SETTINGS = ("fixed", "search", "metric", "metric_scope", "mode", "num_samples", "max_concurrent",
+            "scheduler", "resources", "seed", "warm_start", "confirm", "executor", "name",
+            "storage_path")
 STORAGE_ENV = "HK_TUNE_STORAGE_PATH"  # storage_path when neither the file nor overrides set it
 
 
@@ -108,13 +118,8 @@ def build_space(raw: dict[str, Any], where: str) -> Space:
         for value in entry.candidates():
             _check_value(base, entry, value, where)
 
-    from hk_tune.train.metrics import HIGHER_IS_BETTER, PRIMARY_METRIC
-
-    task = _task(base.data)
-    metric = raw.get("metric") or f"eval_{PRIMARY_METRIC.get(task, 'loss')}"
-    default_mode = "max" if HIGHER_IS_BETTER.get(metric.removeprefix("eval_"), True) else "min"
-    mode = raw.get("mode") or default_mode
-    _choice(mode, ("max", "min"), f"{where}: mode")
+    metric, mode = _metric_and_mode(raw, fixed, source_task(base.data), where)
+    fixed["metric"] = metric  # every trial tracks the best of the metric it is scored by
     scheduler = raw.get("scheduler") or "none"
     scheduler = scheduler if isinstance(scheduler, dict) else {"type": scheduler}
     for key in scheduler:
@@ -132,6 +137,8 @@ def build_space(raw: dict[str, Any], where: str) -> Space:
         entries=entries,
         metric=metric,
         mode=mode,
+        metric_scope=_choice(raw.get("metric_scope", "best"), METRIC_SCOPES,
+                             f"{where}: metric_scope"),
         num_samples=_integer(raw.get("num_samples", 8), f"{where}: num_samples", 1),
         max_concurrent=None if raw.get("max_concurrent") is None else _integer(
             raw["max_concurrent"], f"{where}: max_concurrent", 1),
@@ -289,13 +296,36 @@ def _check_repeats(entries: Sequence[Entry], where: str) -> None:
                               "with different ranges; give it the same one everywhere")
 
 
-def _task(data) -> str | None:
-    """The task a data section defines: its own `task`, or a bundled or GLUE source's."""
-    from hk_tune.train.sources import BUNDLED, GLUE
+def _metric_and_mode(raw: dict, fixed: dict, task: str | None, where: str) -> tuple[str, str]:
+    """The metric a search scores trials by and its direction, checked against what the task's
+    evaluations report, before anything runs.
 
-    kind, _, name = data.source.partition(":")
-    schema = {"bundled": BUNDLED, "glue": GLUE}.get(kind, {}).get(name)
-    return data.task or (schema.task if schema is not None else None)
+    Raises:
+        ConfigError: a metric the task does not report, or a mode against its direction.
+    """
+    from hk_tune.train.metrics import metric_mode, selection_metric
+
+    metric = raw.get("metric") or fixed.get("metric")
+    if metric is not None and not isinstance(metric, str):
+        raise ConfigError(f"{where}: metric: expected a string such as 'eval_accuracy', got "
+                          f"{metric!r}")
+    if fixed.get("metric") not in (None, metric):
+        raise ConfigError(f"{where}: fixed: metric {fixed['metric']!r} differs from the "
+                          f"search's metric {metric!r}; set it once, as `metric:`")
+    if task is None:  # a local source without data.task: the check before Ray refuses it
+        return metric or "eval_loss", raw.get("mode") or "min"
+    try:
+        metric = selection_metric(task, metric)
+    except ValueError as error:
+        raise ConfigError(f"{where}: metric: {error}") from None
+    known = metric_mode(metric)
+    mode = raw.get("mode") or known
+    _choice(mode, ("max", "min"), f"{where}: mode")
+    if mode != known:
+        raise ConfigError(f"{where}: mode: {mode!r} is not allowed for {metric}, where "
+                          f"{'higher' if known == 'max' else 'lower'} is better; allowed: "
+                          f"{known!r} (or leave mode out)")
+    return metric, mode
 
 
 def _mapping(value: Any, where: str) -> dict:

@@ -23,7 +23,7 @@ from typing import Any
 
 from hk_tune.errors import ConfigError
 from hk_tune.search import confirm as confirmation
-from hk_tune.search import results
+from hk_tune.search import export, overfit, results
 from hk_tune.search.executor import (
     build_trainable,
     choose_executor,
@@ -239,7 +239,7 @@ def build_tuner(space: Space, folder: str, tracker):
 
     scheduler = None
     if space.scheduler == "asha":
-        scheduler = ASHAScheduler(metric=space.metric, mode=space.mode,
+        scheduler = ASHAScheduler(metric=space.score, mode=space.mode,
                                   grace_period=space.grace_period,
                                   reduction_factor=space.reduction_factor)
     return ray.tune.Tuner(
@@ -285,9 +285,9 @@ def finish(space: Space, folder: str, grid, tracker, timer: Timer | None = None,
     the search connected to is left at the interpreter's exit, as before: disconnecting is
     quick, and its workers' output reaches this process later than a local Ray's.)"""
     timer = timer or Timer()
-    rows, histories = results.trial_rows(space, grid, space.metric)
+    rows, histories = results.trial_rows(space, grid)
     if not rows or all(row["status"] == "errored" for row in rows):
-        tracker.finish_search(_public(rows), {}, space.metric, space.mode)
+        tracker.finish_search(_public(rows), {}, space.score, space.mode)
         errors = "; ".join(row["error"] or "" for row in rows)[-800:]
         raise RuntimeError(f"every trial failed: {errors}")
     baseline = next((row["trial_id"] for row in rows if row["name"] == "baseline"), None)
@@ -343,8 +343,8 @@ def _write_results(space: Space, folder: str, rows: list[dict], histories: dict,
     plots); returns the summary."""
     best_config = results.best_run_config(space, best["sampled"], f"{space.name}_best")
     best_path = storage.join(folder, results.BEST_CONFIG)
-    about = (f"The best configuration of search {space.name!r} ({best['name']}, {space.metric} "
-             f"{best['metric']:.4f}).")
+    about = (f"The best configuration of search {space.name!r} ({best['name']}: "
+             f"{results.describe_score(space, best)}).")
     best_uri = None
     if storage.is_uri(folder):
         # `hk-tune train` reads a local file; the bucket keeps the search's own copy.
@@ -353,17 +353,25 @@ def _write_results(space: Space, folder: str, rows: list[dict], histories: dict,
     results.write_best_config(best_path, best_config,
                               f"{about} Train it with:\n\n  hk-tune train {best_path}")
     importances = results.importances(space, rows)
-    tracker.finish_search(_public(rows), best_config, space.metric, space.mode,
-                          importances=importances, histories=histories,
-                          baseline_trial_id=baseline, best_trial_id=best["trial_id"],
-                          confirmation=summary_confirm)
+    overfitting = overfit.overfitting(rows, histories, baseline)
+    for line in overfit.describe(overfitting, space.metric):
+        print(line, file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="hk_tune_adapter_") as tmp:
+        adapter = export.copy_adapter(best, Path(tmp, "best_adapter"), space, best_config,
+                                      folder)
+        tracker.finish_search(_public(rows), best_config, space.score, space.mode,
+                              importances=importances, histories=histories,
+                              baseline_trial_id=baseline, best_trial_id=best["trial_id"],
+                              confirmation=summary_confirm, folders=[adapter] if adapter else [])
     summary = {
         "name": space.name, "path": str(folder), "space_file": space.file,
-        "metric": space.metric, "mode": space.mode, "results": _with_errors(rows),
+        "metric": space.metric, "metric_scope": space.metric_scope, "score": space.score,
+        "mode": space.mode, "results": _with_errors(rows),
         "best": {"trial_id": best["trial_id"], "name": best["name"], "metric": best["metric"],
-                 "params": _params(best)},
+                 "last": best["last"], "best_step": best["best_step"],
+                 "checkpoint": best["best_checkpoint"], "params": _params(best)},
         "best_config": best_config, "best_config_path": best_path,
-        "best_config_uri": best_uri,
+        "best_config_uri": best_uri, "overfitting": overfitting,
         "confirmation": summary_confirm, "importances": importances,
         "parent_run_id": tracker.parent_run_id, "experiment_id": tracker.experiment_id,
         "tracking_uri": tracker.tracking_uri, "tracking_gaps": tracker.gaps(),
@@ -429,8 +437,11 @@ def _tune_run_config(space: Space, name: str, storage_path: str, callbacks: list
         storage_filesystem=tune_filesystem(storage_path),
         # Restarts the executor's run cannot do itself: see `tune_max_failures`.
         failure_config=ray.tune.FailureConfig(max_failures=tune_max_failures(space)),
-        # Two: a resumed trial repeats at most one evaluation (see `tune_state`).
-        checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=2))
+        # Two: a resumed trial repeats at most one evaluation (see `tune_state`). Scored by the
+        # metric, so the best evaluation's checkpoint stays beside the latest (`hk-tune export`).
+        checkpoint_config=ray.tune.CheckpointConfig(
+            num_to_keep=2, checkpoint_score_order=space.mode,
+            checkpoint_score_attribute=space.metric if space.metric_scope == "best" else None))
 
 
 def _callbacks(space: Space, tracker) -> list:
@@ -440,12 +451,14 @@ def _callbacks(space: Space, tracker) -> list:
 
 
 def _params(row: dict) -> dict:
-    skip = {"sampled", "metric", "trial_id", "name", "status", "steps", "time_s", "error"}
+    skip = {"sampled", "metric", "last", "best_step", "best_checkpoint", "trial_id", "name",
+            "status", "steps", "time_s", "error"}
     return {k: v for k, v in row.items() if k not in skip}
 
 
 def _public(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in ("sampled", "error")} for row in rows]
+    return [{k: v for k, v in row.items() if k not in ("sampled", "error", "best_checkpoint")}
+            for row in rows]
 
 
 def _with_errors(rows: list[dict]) -> list[dict]:

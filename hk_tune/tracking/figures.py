@@ -126,7 +126,8 @@ def curves(
     if len(picked) == 2 and picked[0][1] == picked[1][1]:
         picked = picked[:1]  # the baseline won: one line, not two on top of each other
     panels = []
-    for key in dict.fromkeys(("train_loss", "eval_loss", metric)):
+    # Each evaluation's own value, not the running best a trial may be scored by.
+    for key in dict.fromkeys(("train_loss", "eval_loss", metric.removeprefix("best_"))):
         series = []
         for role, trial in picked:
             points = [

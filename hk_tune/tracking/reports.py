@@ -105,6 +105,8 @@ def summary(
         if trial in run_ids:
             tags["hk_tune.best_run"] = run_ids[trial]
         values[metric] = best.get("metric")
+        if best.get("best_step") not in (None, -1):
+            values["best_step"] = best["best_step"]
         lines.insert(0, f"**Best:** {best.get('name') or trial} ({metric} = "
                         f"{best.get('metric')}, trial {trial})")
     for key, value in (confirmation or {}).items():

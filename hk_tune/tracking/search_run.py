@@ -259,6 +259,7 @@ class SearchTracker:
         baseline_trial_id: str | None = None,
         best_trial_id: str | None = None,
         confirmation: dict[str, Any] | None = None,
+        folders: list[Path] = (),
     ) -> list[str]:
         """Logs the search's artifacts and summary to the parent run and ends it.
 
@@ -274,6 +275,7 @@ class SearchTracker:
             baseline_trial_id: the trial with every dropout off, drawn in the plots.
             best_trial_id: the winner; default the first of `results`.
             confirmation: the seed-confirmation summary, written as confirmation.yaml.
+            folders: folders logged whole under their own names (the best trial's adapter).
 
         Returns:
             The artifact paths that reached the parent run.
@@ -304,6 +306,9 @@ class SearchTracker:
                 self._guard.lost(f"plot {plot}", one_line(error))
             for path in files:
                 self._guard.call(f"artifact {path.name}", self._artifact(parent, path, logged))
+            for path in folders:
+                self._guard.call(f"artifact folder {path.name}",
+                                 self._artifact(parent, path, logged, folder=True))
             summary = reports.summary(results, best, metric, mode, self._runs, confirmation,
                                       [path.name for path in files])
             self._guard.call("summary of the search", lambda: self._summarize(parent, *summary))
@@ -435,9 +440,13 @@ class SearchTracker:
         for chunk in entities.chunks(entities.params(params), entities.BATCH):
             self._client().log_batch(run_id, params=chunk)
 
-    def _artifact(self, run_id: str, path: Path, logged: list[str]) -> Callable[[], None]:
+    def _artifact(self, run_id: str, path: Path, logged: list[str],
+                  folder: bool = False) -> Callable[[], None]:
         def log_one() -> None:
-            self._client().log_artifact(run_id, str(path))
+            if folder:
+                self._client().log_artifacts(run_id, str(path), artifact_path=path.name)
+            else:
+                self._client().log_artifact(run_id, str(path))
             logged.append(path.name)
 
         return log_one

@@ -27,7 +27,8 @@ def test_a_diverging_trial_errors_with_its_reason_and_the_search_finishes(
 
     summary = json.loads((tmp_path / "runs" / "faults" / "summary.json").read_text())
     rows = summary["results"]
-    assert len(rows) == 3
+    # Two configurations exist: the third proposal repeats one and is not trained again.
+    assert len(rows) == 2
     diverged = [row for row in rows if row["optim.lr"] == DIVERGING_LR]
     sound = [row for row in rows if row["optim.lr"] != DIVERGING_LR]
     assert diverged and sound, "seed 0 no longer draws both rates: pick another seed"

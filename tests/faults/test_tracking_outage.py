@@ -46,9 +46,11 @@ def test_a_tracking_outage_loses_no_trial(tmp_path, tiny_models, toy_data):
     uri = f"http://127.0.0.1:{port}"
     server = serve_ui(store, port=port, log_file=str(tmp_path / "server.log"))
     # Trials long enough (≈12 s each here) that the server, stopped during the first, is back
-    # (≈15 s to start) well before the search ends and retries what it missed.
+    # (≈15 s to start) well before the search ends and retries what it missed. Four values for
+    # four trials: a repeated configuration is not trained again.
     space = write_space(tmp_path, tiny_models["bert"], toy_data["pair"],
-                        {"optim.lr": {"type": "grid", "values": [2e-3, 5e-3]}}, num_samples=4)
+                        {"optim.lr": {"type": "grid", "values": [1e-3, 2e-3, 3e-3, 5e-3]}},
+                        num_samples=4)
     command = [sys.executable, "-m", "hk_tune.cli", "search", space, "optim.max_steps=1200",
                "optim.eval_every=100", "--tracking-uri", uri,
                "--address", ray.get_runtime_context().gcs_address]

@@ -102,7 +102,8 @@ def test_a_restarted_runs_repeated_evaluations_count_once():
                              metrics={"step": 6, "total_steps": 6, "eval_accuracy": 0.8},
                              metrics_dataframe=frame, error=None, path="/runs/trial_a_00000")
 
-    (record,) = run_records([result], "eval_accuracy")
+    (record,) = run_records([result], SimpleNamespace(score="eval_accuracy",
+                                                      metric="eval_accuracy"))
 
     assert [(h["step"], h["eval_accuracy"]) for h in record["history"]] == [(2, 0.5), (4, 0.7),
                                                                           (6, 0.8)]

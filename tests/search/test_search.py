@@ -71,11 +71,67 @@ def test_search_ranks_trials_and_writes_a_best_config(finished_search):
     assert "configuration" in out and "eval_accuracy" in out
 
 
-def test_best_config_trains(finished_search, capsys):
-    _, out, _, _ = finished_search
+def test_best_config_trains_to_the_winning_trials_numbers(finished_search, capsys):
+    """`hk-tune train` of the written best configuration is the winning trial again: the same
+    final numbers, best evaluation and its step as the trial logged in MLflow."""
+    from mlflow import MlflowClient
+
+    _, out, tmp_path, uri = finished_search
     best_path = json.loads(out.strip().splitlines()[-1])["best_config_path"]
     assert cli.main(["train", best_path, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 4
+    final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert final["step"] == 4
+
+    summary = json.loads((tmp_path / "runs" / "tiny" / "summary.json").read_text())
+    best = summary["best"]
+    assert (final["best_eval_accuracy"], final["best_step"]) == (best["metric"],
+                                                                 best["best_step"])
+    assert final["eval_accuracy"] == best["last"]
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs(
+        [summary["experiment_id"]], f"tags.`hk_tune.trial_id` = '{best['trial_id']}'")
+    for key in ("train_loss", "train_consistency_loss", "eval_loss", "eval_accuracy",
+                "eval_f1", "best_eval_accuracy", "best_step"):
+        assert run.data.metrics[key] == final[key], key
+
+
+def test_the_best_trials_adapter_exports_and_loads_with_peft(finished_search, tmp_path,
+                                                              tiny_models, capsys):
+    """`hk-tune export` writes the winner's adapter at its best step; peft loads it onto the
+    base model, and evaluating it gives the trial's best value again."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from hk_tune.train.data import load_task, tokenize
+    from hk_tune.train.loop import evaluate
+    from hk_tune.train.model import load_tokenizer
+    from hk_tune.train.run_config import RunConfig
+
+    _, _, search_tmp, _ = finished_search
+    folder = search_tmp / "runs" / "tiny"
+    summary = json.loads((folder / "summary.json").read_text())
+    destination = tmp_path / "exported"
+    assert cli.main(["export", str(folder), str(destination)]) == 0
+    assert f"at step {summary['best']['best_step']}" in capsys.readouterr().out
+    assert {p.name for p in destination.iterdir()} == {
+        "adapter_model.safetensors", "adapter_config.json", "export.json"}
+    about = json.loads((destination / "export.json").read_text())
+    assert about["step"] == summary["best"]["best_step"]
+
+    cfg = RunConfig.from_dict(summary["best_config"])
+    tokenizer = load_tokenizer(cfg.model)
+    data = load_task(cfg.data)
+    base = AutoModelForSequenceClassification.from_pretrained(
+        tiny_models["bert"], num_labels=data.num_labels)
+    model = PeftModel.from_pretrained(base, str(destination))
+    _, eval_ds = tokenize(data, tokenizer, cfg.data.max_length)
+    metrics = evaluate(model, eval_ds, data.task, data.num_labels, tokenizer, 4,
+                       cfg.generation, rank=0, world_size=1)
+    assert metrics["eval_accuracy"] == summary["best"]["metric"]
+
+    # Exporting again over it is refused: nothing already written is replaced.
+    assert cli.main(["export", str(folder), str(destination)]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
 
 
 def test_best_prints_the_finished_search(finished_search, capsys):
@@ -109,7 +165,10 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(finished_search):
     for run in confirmations:  # the confirmation's curve comes from Tune's per-trial history
         assert client.get_metric_history(run.info.run_id, "eval_accuracy")
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"results.csv", "best_config.yaml", "confirmation.yaml", "curves.png"} <= artifacts
+    assert {"results.csv", "best_config.yaml", "confirmation.yaml", "curves.png",
+            "best_adapter"} <= artifacts
+    adapter = {a.path for a in client.list_artifacts(parent.info.run_id, "best_adapter")}
+    assert "best_adapter/adapter_model.safetensors" in adapter
 
 
 def test_a_search_leaves_running_the_ray_it_found(finished_search):
@@ -191,8 +250,10 @@ def test_older_checkpoints_are_deleted_once_tunes_saved_state_stops_naming_them(
         released.extend(before - {p for paths in tune_state._WAITING.values() for p in paths})
 
     monkeypatch.setattr(tune_state, "release_checkpoints", spy)
+    # Scored by the last evaluation, Tune keeps the latest two checkpoints (scored by the best,
+    # it would keep the best ones instead: test_trial_scores.py).
     space = tiny_space(tmp_path, tiny_models, toy_data, num_samples=2, scheduler="none",
-                       warm_start=[])
+                       warm_start=[], metric_scope="last")
     raw = yaml.safe_load(Path(space).read_text())
     raw["fixed"]["optim.eval_every"] = 1
     Path(space).write_text(yaml.safe_dump(raw))

@@ -25,7 +25,7 @@ def saved_trial(trial_id: str, params: dict, status: str, accuracy: float | None
     trial = Trial("hk_tune", config={}, trial_id=trial_id, evaluated_params=params, stub=True)
     trial.set_status(status)
     if accuracy is not None:
-        trial.run_metadata.last_result = {"eval_accuracy": accuracy, "training_iteration": 3}
+        trial.run_metadata.last_result = {"best_eval_accuracy": accuracy, "training_iteration": 3}
     return trial
 
 
@@ -64,15 +64,15 @@ def test_a_rebuilt_search_holds_the_saved_trials_and_only_them(space, tmp_path):
     # The running trial is known, so its results and completion reach Optuna ...
     assert limiter.live_trials == {"b"}
     assert next_suggestion(search) is None  # ... and it holds the one concurrency slot
-    search.on_trial_result("b", {"eval_accuracy": 0.5, "training_iteration": 1})
-    search.on_trial_complete("b", {"eval_accuracy": 0.8, "training_iteration": 3})
+    search.on_trial_result("b", {"best_eval_accuracy": 0.5, "training_iteration": 1})
+    search.on_trial_complete("b", {"best_eval_accuracy": 0.8, "training_iteration": 3})
     assert sorted(t.value for t in study.trials if t.state.name == "COMPLETE") == [0.75, 0.8]
 
     # Both presets are taken; the budget left is 6 - 2 trials.
     suggested = []
     while (suggestion := next_suggestion(search)) is not None:
         suggested.append(suggestion)
-        search.on_trial_complete(suggestion[0], {"eval_accuracy": 0.6})
+        search.on_trial_complete(suggestion[0], {"best_eval_accuracy": 0.6})
     assert len(suggested) == 4
     assert all(params not in (baseline, hiddenkey) for _, params in suggested)
     assert search.is_finished()
@@ -83,8 +83,33 @@ def test_errored_trials_are_run_again_so_they_stay_live(space):
     search = build_search(space, max_concurrent=2,
                           trials=[saved_trial("a", baseline, Trial.ERROR)])
     assert search.searcher.live_trials == {"a"}
-    search.on_trial_complete("a", {"eval_accuracy": 0.7})
+    search.on_trial_complete("a", {"best_eval_accuracy": 0.7})
     study = search.searcher.searcher._ot_study
     assert [(t.params, t.value) for t in study.trials if t.state.name == "COMPLETE"] == [
         (baseline, 0.7)]
 
+
+
+def test_a_configuration_proposed_again_is_not_run_again(tmp_path, tiny_models, toy_data,
+                                                         capsys):
+    """Every trial has the search's seed, so a repeated configuration would only repeat its
+    numbers: TPE is asked for another point, and once the space has none, no trial starts."""
+    register_trainable("hk_tune", lambda config: None)
+    space = load_space(tiny_space(
+        tmp_path, tiny_models, toy_data, num_samples=4, warm_start=["baseline"],
+        search={"dropout.attn_logits": {"type": "categorical", "choices": {
+            "off": {}, "column": {"dropout.attn_logits.rate": {"type": "grid",
+                                                                "values": [0.1]}}}}}))
+    search = build_search(space, max_concurrent=1)
+    search.add_configurations({"tiny": {"run": "hk_tune", "num_samples": space.num_samples}})
+    seen = []
+    while (suggestion := next_suggestion(search)) is not None:
+        seen.append(suggestion[1])
+        search.on_trial_complete(suggestion[0], {"best_eval_accuracy": 0.5 + len(seen) / 10})
+    # Two configurations exist (off; column at 0.1): each ran once, then the search ended.
+    assert len(seen) == 2 and seen[0] == space.warm_start_points()[0]
+    assert seen[1]["dropout/attn_logits"] == "column"
+    assert search.is_finished()
+    err = capsys.readouterr().err
+    assert "again, which trial" in err and "is reused" in err
+    assert "no new trial is started" in err

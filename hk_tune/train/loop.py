@@ -18,7 +18,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,7 +154,7 @@ def gather_across_workers(items: list) -> list:
     return [item for part in parts for item in part]
 
 
-def row_batches(dataset, indices: range, batch_size: int) -> Iterator[list[dict]]:
+def row_batches(dataset, indices: Sequence[int], batch_size: int) -> Iterator[list[dict]]:
     """`dataset`'s rows at `indices`, `batch_size` at a time, as lists of dicts."""
     for start in range(0, len(indices), batch_size):
         yield [dataset[i] for i in indices[start:start + batch_size]]
@@ -189,6 +189,10 @@ def evaluate(peft_model, eval_ds, task: str, num_labels: int, tokenizer, batch_s
     peft_model.eval()
     device = next(peft_model.parameters()).device
     shard = range(rank, len(eval_ds), world_size)  # no padding rows, unlike DistributedSampler
+    # Batches of similar length pad little (`benchmarks/eval_order.py`); every metric is
+    # computed over (prediction, reference) pairs, so their order does not matter.
+    lengths = [len(ids) for ids in eval_ds["input_ids"]]
+    shard = sorted(shard, key=lengths.__getitem__)
     loss_sum, weight, predictions, references = 0.0, 0.0, [], []
     with torch.no_grad():
         for rows in row_batches(eval_ds, shard, batch_size):

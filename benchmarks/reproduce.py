@@ -1,29 +1,40 @@
-"""The paper's Table 1 at small scale, produced by hk_tune itself (Wang et al., ACL Findings 2024).
+"""The paper's comparison (Wang et al., ACL Findings 2024, Table 1 and Figure 4) at small scale, as
+a protocol fixed before any run. Its answer, positive or negative, is evidence.
 
-    python benchmarks/reproduce.py            # two tasks, 3 seeds: about an hour on 2 CPU cores
-    python benchmarks/reproduce.py --quick    # one task, one seed, each row at rate 0.1 only:
-                                              # about 5 minutes, no confirmation phase
-    python benchmarks/reproduce.py --tasks sentiment --rows baseline hiddenkey --points 1 \
-        --steps 180 --out benchmarks/results/reproduce_180_steps    # a few rows, longer
+    python benchmarks/reproduce.py            # the protocol: about 70 minutes on 2 CPU cores
+    python benchmarks/reproduce.py --quick    # baseline, HiddenKey⁻, HiddenKey; 3 seeds; <10 min
 
-Every method row of `search_spaces/reproduce.yaml` (DESIGN.md 2.5: no dropout, the backbone's
-own dropout, DropKey / DropAttention / HiddenCut in three patterns each, HiddenKey⁻, HiddenKey
-with KL and with JS) is run on each bundled task in three phases, each one plain Tune
-experiment through the search's own trainable (reused actors, the same training loop):
+The protocol (written before the first run; benchmarks/results/README.md holds the same text):
 
-1. search: every row at each point of its grid (rates 0.05 / 0.1 / 0.2, λ 0.1 / 1 / 5; at most
-   `--points` points per row), seed 0; plus one long baseline run for the overfitting curves.
-2. confirm: each row's best point re-run with `--seeds` fresh seeds (1, 2, 3). The table's cells
-   are the median ± standard deviation over these seeds only, so the seed that chose the point
-   never flatters it. With `--seeds 0` (and in `--quick`) there is no confirmation and a
-   cell is the search run's own value. When every row has one point there is nothing to
-   choose, so the search phase (and the curve run with it) is skipped.
+- Model: the embedded all-MiniLM-L6-v2 (BERT, 22.7M parameters), LoRA r=8, α=16 on query and
+  value, the whole task head trained (pooler and classifier), AdamW lr 1e-3, weight decay 0.1,
+  linear schedule with warmup 0.06, batch 16.
+- Task: the bundled sentiment sentences (binary), 320 training sentences (the seeded subset of
+  data.seed 0), the whole 1,000-sentence validation split, 64 tokens. 6 epochs (120 steps),
+  evaluated after every epoch. Measured before the protocol: the baseline's eval loss is lowest
+  after epoch 2 and rises after. SNLI (1,000 pairs) does not fit the time and is not run.
+- Rows, one grid point each, fixed in advance (equal grid effort): baseline; `hf_default` (the
+  backbone's stock dropout, what users get without hk_tune); DropKey element and column;
+  DropAttention element; HiddenCut element and span; HiddenKey⁻; HiddenKey (KL); HiddenKey with
+  JS. Rates are the presets' 0.1 and λ = 1, at which the KL term reached 38% of HiddenKey's
+  loss by epoch 8 (measured before the protocol). The other Table 1 rows (DropKey span,
+  DropAttention column and span, HiddenCut column) are left out for time.
+- Rate sweep (Figure 4): DropKey column, DropAttention element and HiddenCut element also at
+  rates 0.05 and 0.2, seeds 1-3; the rate plot takes seeds 1-3 at every rate.
+- Seeds 1-5, paired: a seed gives every row the same head init, LoRA init and data order.
+- Primary metric: best-epoch validation accuracy (the LoRA paper's best epoch), median over
+  seeds. Also reported: final accuracy, the lowest eval loss, how many seeds' eval loss turned,
+  the consistency term's share of the loss at the end.
+- Pass criterion: a row beats the baseline when its median is at least 1.0 point higher and it
+  wins on at least 3 of the 5 paired seeds; the paired t-test's p-value (scipy) is shown.
+- Pilot gate: the baseline on seeds 1-3 runs first; unless the eval loss of at least 2 of them
+  has passed its minimum by the middle of training, the benchmark stops with no table.
 
-Writes to `--out` (default benchmarks/results/reproduce/): table.md (rows = methods, columns =
-tasks and their average, the paper's RoBERTa-large averages beside them), rate_<task>.png/.html
-(metric against rate per position, the paper's Figure 4, from the search phase), curves_<task>
-.png/.html (the long no-dropout run's train and eval loss) and reproduce.json (every run). All
-runs are child runs of one MLflow parent run `reproduce`, which holds the same files.
+Runs go through hk_tune's own training loop in local worker processes without Ray
+(`hk_tune.train.pool`): one seed gives one result, so each run has the numbers a search trial of
+the same configuration has. Writes to `--out` (default benchmarks/results/reproduce/):
+table.md, rate_<task>.png/.html, curves_<task>.png/.html and reproduce.json (every run's
+history); every run is also a child of one MLflow parent run `reproduce`.
 """
 
 from __future__ import annotations
@@ -33,70 +44,183 @@ import json
 import math
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SPACE_FILE = ROOT / "search_spaces" / "reproduce.yaml"
-# The bundled real tasks (hk_tune/data/README.md) and what each needs beyond the space's fixed
-# settings. Validation majority-class rates: sentiment 0.512, SNLI 0.336.
+OUT = ROOT / "benchmarks" / "results" / "reproduce"
+
 TASKS = {
-    "sentiment": ["data.source=bundled:sentiment"],
-    "snli": ["data.source=bundled:snli"],
+    "sentiment": {"source": "bundled:sentiment", "max_train_samples": 320, "max_length": 64},
+    "snli": {"source": "bundled:snli", "max_train_samples": 1000, "max_length": 64},
 }
-# The paper's RoBERTa-large GLUE average (RTE, MRPC, STS-B, SST-2; median of 5 seeds) for the
-# rows DESIGN.md section 3 records; the others are in the paper's Table 1.
-PAPER_AVG = {"baseline": 90.60, "dropkey_column": 91.69, "dropattention_span": 91.14,
-             "hiddencut_element": 91.43, "hiddenkey_minus": 91.78, "hiddenkey": 92.01}
-SINGLE = ("dropkey_", "dropattention_", "hiddencut_")  # the rows that drop at one position
-CURVE_STEPS = 180  # the long no-dropout run: 6 epochs of the 480 training examples
-CURVE_EVERY = 20
+BASE = {
+    "model": "minilm",
+    "lora": {"rank": 8, "alpha": 16},
+    "optim": {"lr": 1e-3, "batch_size": 16, "epochs": 6, "eval_batch_size": 64},
+    "metric": "eval_accuracy",
+}
+ROWS = ("baseline", "hf_default", "dropkey_element", "dropkey_column", "dropattention_element",
+        "hiddencut_element", "hiddencut_span", "hiddenkey_minus", "hiddenkey", "hiddenkey_js")
+QUICK_ROWS = ("baseline", "hiddenkey_minus", "hiddenkey")
+SEEDS = (1, 2, 3, 4, 5)
+PILOT_SEEDS = (1, 2, 3)
+SWEEP = {"dropkey_column": "attn_logits", "dropattention_element": "attn_weights",
+         "hiddencut_element": "ffn_hidden"}
+SWEEP_RATES = (0.05, 0.2)
+SWEEP_SEEDS = (1, 2, 3)
+MARGIN = 0.01  # one accuracy point
+PILOT_NEEDS = 2  # of the pilot seeds, whose eval loss must have turned by mid-training
+# The paper's RoBERTa-large numbers (DESIGN.md 3): the GLUE average, and SST-2 where known.
+PAPER = {"baseline": (90.60, 95.99), "dropkey_column": (91.69, None),
+         "hiddencut_element": (91.43, None), "hiddenkey_minus": (91.78, None),
+         "hiddenkey": (92.01, 96.44)}
+
+
+def run_config(task: str, row: str, seed: int, rate: float | None = None,
+               eval_samples: int | None = None) -> dict:
+    """The `RunConfig` dict of one run of the protocol."""
+    from hk_tune.dropout import PRESETS
+    from hk_tune.train.run_config import RunConfig
+
+    dropout = {"preset": row}
+    if rate is not None:
+        dropout[f"{SWEEP[row]}.rate"] = rate
+    data = {**TASKS[task], **({"max_eval_samples": eval_samples} if eval_samples else {})}
+    assert row in PRESETS, row
+    return RunConfig.from_dict({**BASE, "data": data, "dropout": dropout, "seed": seed,
+                                "name": run_id(task, row, seed, rate)}).to_dict()
+
+
+def run_id(task: str, row: str, seed: int, rate: float | None = None) -> str:
+    return f"{task}-{row}" + (f"-r{rate:g}" if rate is not None else "") + f"-s{seed}"
+
+
+def plan(task: str, rows: tuple[str, ...], seeds: tuple[int, ...], sweep: bool,
+         eval_samples: int | None) -> tuple[list[dict], list[dict]]:
+    """The pilot's runs, then the rest: each {"id", "task", "row", "seed", "rate", "config"}."""
+    def run(row: str, seed: int, rate: float | None = None) -> dict:
+        return {"id": run_id(task, row, seed, rate), "task": task, "row": row, "seed": seed,
+                "rate": rate, "config": run_config(task, row, seed, rate, eval_samples)}
+
+    pilot = [run("baseline", seed) for seed in seeds if seed in PILOT_SEEDS]
+    rest = [run(row, seed) for row in rows for seed in seeds
+            if not (row == "baseline" and seed in PILOT_SEEDS)]
+    if sweep:
+        rest += [run(row, seed, rate) for row in SWEEP if row in rows
+                 for rate in SWEEP_RATES for seed in SWEEP_SEEDS]
+    # Two-pass rows first: the longest runs never trail the others.
+    rest.sort(key=lambda r: not r["row"].startswith("hiddenkey") or r["row"] == "hiddenkey_minus")
+    return pilot, rest
+
+
+def pilot_gate(histories: list[list[dict]], needs: int = PILOT_NEEDS) -> tuple[bool, str]:
+    """Whether the baseline overfits early enough for dropout to show: at least `needs` of the
+    pilot runs' eval loss turned upward with its minimum in the first half of training."""
+    from hk_tune.search.overfit import eval_loss_turn, turned_by
+
+    turns = [eval_loss_turn(history) for history in histories]
+    passed = sum(turned_by(turn, 0.5) for turn in turns)
+    where = ", ".join(f"lowest at step {t.min_step} of {t.last_step}" if t else "no eval loss"
+                      for t in turns)
+    if passed >= needs:
+        return True, f"pilot: the baseline overfits ({passed} of {len(turns)} seeds: {where})"
+    return False, (f"pilot: the baseline's eval loss has not passed its minimum by the middle "
+                   f"of training on {len(turns) - passed} of {len(turns)} seeds ({where}); "
+                   "this regime cannot show what dropout is for: raise optim.epochs or lower "
+                   "data.max_train_samples, then run the protocol again")
+
+
+def cell(runs: list[dict]) -> dict:
+    """One row's numbers over its seeds."""
+    from hk_tune.search.overfit import eval_loss_turn
+
+    best = [r["history"][-1]["best_eval_accuracy"] for r in runs]
+    turns = [eval_loss_turn(r["history"]) for r in runs]
+    return {
+        "seeds": [r["seed"] for r in runs], "best": best,
+        "median": statistics.median(best), "std": statistics.stdev(best) if len(best) > 1 else 0.0,
+        "min": min(best), "max": max(best),
+        "final": statistics.median(r["history"][-1]["eval_accuracy"] for r in runs),
+        "min_eval_loss": statistics.median(t.min_loss for t in turns if t),
+        "best_epoch": statistics.median(r["history"][-1]["best_step"] / r["steps_per_epoch"]
+                                        for r in runs),
+        "turned": sum(bool(t and t.turned) for t in turns),
+        "share": statistics.median(r["history"][-1]["train_consistency_share"] for r in runs),
+    }
+
+
+def compare(rows: dict[str, list[dict]]) -> dict[str, dict]:
+    """Each row's cell, with its paired comparison to the baseline and the criterion."""
+    from hk_tune.search.paired import beats, paired
+
+    base = {r["seed"]: r["history"][-1]["best_eval_accuracy"] for r in rows["baseline"]}
+    cells = {}
+    for row, runs in rows.items():
+        cells[row] = cell(runs)
+        if row == "baseline":
+            continue
+        found = paired({r["seed"]: r["history"][-1]["best_eval_accuracy"] for r in runs},
+                       base, "max")
+        cells[row].update(gain=found.gain, wins=found.wins, p_value=found.p_value,
+                          beats=beats(found, MARGIN))
+    return cells
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from hk_tune.search.grid import row_points
-    from hk_tune.search.space_file import load_space
-    from hk_tune.search.tuner import start_ray
     from hk_tune.tracking import SearchTracker
+    from hk_tune.train.pool import run_pool
 
-    tasks = args.tasks or (["sentiment"] if args.quick else list(TASKS))
-    seeds = list(range(1, 1 + (args.seeds if args.seeds is not None else 0 if args.quick
-                                else 3)))
-    points_per_row = args.points or (1 if args.quick else 3)
+    rows = QUICK_ROWS if args.quick else tuple(args.rows or ROWS)
+    seeds = tuple(range(1, 4)) if args.quick else SEEDS
+    eval_samples = 500 if args.quick else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    storage = Path(args.storage or tempfile.mkdtemp(prefix="hk_tune_reproduce_"))
-    budget = ([f"optim.max_steps={args.steps}", f"optim.eval_every={max(1, args.steps // 2)}"]
-              if args.steps else [])
-    spaces = {task: load_space(SPACE_FILE, [*TASKS[task], *budget, "name=reproduce",
-                                            f"storage_path={storage}"]) for task in tasks}
-    started = time.perf_counter()
     tracker = SearchTracker(args.tracking_uri)
     tracker.check()
-    first = spaces[tasks[0]]
-    tracker.start_search("reproduce", str(SPACE_FILE), first.fixed, first.seed,
-                         tags={"hk_tune.space": SPACE_FILE.name, "hk_tune.tasks": ",".join(tasks)})
-    start_ray(args.address)
+    tracker.start_search("reproduce", None, {"protocol": "benchmarks/reproduce.py", **BASE}, 0,
+                         tags={"hk_tune.tasks": ",".join(args.tasks), "hk_tune.quick":
+                               str(args.quick)})
+    started = time.perf_counter()
+    report = {"quick": args.quick, "rows": rows, "seeds": seeds, "base": BASE, "tasks": {}}
+    logged = []
 
-    report = {"tasks": {}, "seeds": seeds, "points_per_row": points_per_row, "quick": args.quick,
-              "steps": spaces[tasks[0]].fixed["optim.max_steps"]}
-    for task in tasks:
-        space = spaces[task]
-        rows = row_points(space, limit=points_per_row, seed=space.seed)
-        if args.rows:
-            unknown = sorted(set(args.rows) - set(rows))
-            if unknown:
-                raise SystemExit(f"--rows: {unknown} are not rows of {SPACE_FILE}; "
-                                 f"allowed: {list(rows)}")
-            rows = {row: points for row, points in rows.items() if row in args.rows}
-        report["tasks"][task] = run_task(task, space, rows, seeds, storage / task, tracker,
-                                         curve=not args.quick)
-        write_outputs(report, out, spaces)  # a later task's failure keeps this one's
+    def log(run: dict, pool_run) -> None:
+        run["history"], run["seconds"], run["error"] = pool_run.history, pool_run.seconds, \
+            pool_run.error
+        params = {"task": run["task"], "row": run["row"], "seed": run["seed"],
+                  "rate": run["rate"] if run["rate"] is not None else "preset"}
+        tracker.trial_started(run["id"], params, name=run["id"])
+        for row in run["history"]:
+            tracker.trial_metrics(run["id"], row, int(row["step"]))
+        tracker.trial_finished(run["id"], "errored" if run["error"] else "completed",
+                               run["error"])
+        logged.append(run)
+        print(f"{len(logged)}: {run['id']} {pool_run.seconds:.0f} s"
+              + (f" failed: {run['error']}" if run["error"] else
+                 f", best accuracy {run['history'][-1]['best_eval_accuracy']:.4f}"),
+              file=sys.stderr, flush=True)
+
+    def execute(runs: list[dict]) -> None:
+        run_pool([r["config"] for r in runs], processes=args.processes, threads=args.threads,
+                 on_done=lambda pool_run: log(runs[pool_run.index], pool_run))
+
+    for task in args.tasks:
+        pilot, rest = plan(task, rows, seeds, sweep=not args.quick, eval_samples=eval_samples)
+        print(f"{task}: pilot, {len(pilot)} runs; then {len(rest)} runs", file=sys.stderr)
+        execute(pilot)
+        ok, message = pilot_gate([r["history"] for r in pilot])
+        print(message, file=sys.stderr, flush=True)
+        report["tasks"][task] = {"pilot": message, "runs": pilot}
+        if not ok:
+            finish(tracker, report, out, logged, [])
+            return 3
+        execute(rest)
+        report["tasks"][task]["runs"] = pilot + rest
     report["wall_s"] = round(time.perf_counter() - started, 1)
-    files = write_outputs(report, out, spaces)
-    finish_tracking(tracker, report, spaces, files)
+    files = write_outputs(report, out)
+    finish(tracker, report, out, logged, files)
     print((out / "table.md").read_text())
     print(f"wrote {out} in {report['wall_s'] / 60:.1f} min; MLflow parent run "
           f"{tracker.parent_run_id} in {tracker.tracking_uri}", file=sys.stderr)
@@ -105,232 +229,156 @@ def main(argv: list[str] | None = None) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="one task, one seed, each row at its preset's rate")
-    parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS))
-    parser.add_argument("--seeds", type=int,
-                        help="fresh confirmation seeds (default 3; quick 0: seed 0 only)")
-    parser.add_argument("--points", type=int, help="grid points per row (default 3; quick 1)")
-    parser.add_argument("--rows", nargs="+", help="only these rows (default: every row)")
-    parser.add_argument("--steps", type=int, help="optim.max_steps of every run (default: the "
-                        "space's 60); evaluations at its half and end")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reproduce"))
-    parser.add_argument("--storage", help="Tune's folder; default a new temporary one")
+    parser.add_argument("--quick", action="store_true", help="baseline, HiddenKey⁻ and "
+                        "HiddenKey, seeds 1-3, 500 validation sentences, no rate sweep")
+    parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=["sentiment"])
+    parser.add_argument("--rows", nargs="+", choices=ROWS, help="only these rows (the "
+                        "baseline is always run)")
+    parser.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads each (default 1)")
+    parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--tracking-uri", help="MLflow store; default ./mlflow.db")
-    parser.add_argument("--address", help="a running Ray cluster; default local Ray")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.rows and "baseline" not in args.rows:
+        args.rows = ["baseline", *args.rows]
+    return args
 
 
-def run_task(task: str, space, rows: dict[str, list[dict]], seeds: list[int], folder: Path,
-             tracker, curve: bool) -> dict:
-    """Search (every row's points, seed 0), then confirm each row's best point with `seeds`."""
-    from hk_tune.search.grid import run_grid
-
-    row_of = {key(point): row for row, row_points in rows.items() for point in row_points}
-    if seeds and all(len(row_points) == 1 for row_points in rows.values()):
-        searched = []  # nothing to choose: straight to the seeds
-        best = {row: {"params": row_points[0], "value": None, "trial_id": None}
-                for row, row_points in rows.items()}
-    else:
-        searched, best = search(task, space, rows, row_of, folder, tracker, curve)
-    confirmed = []
-    if seeds:
-        print(f"{task}: confirm, {len(best) * len(seeds)} runs", file=sys.stderr, flush=True)
-        confirmed = run_grid(space, str(folder), "confirm",
-                             [r["params"] for r in best.values()], seeds)
-    for record in confirmed:
-        row = row_of[key(record["params"])]
-        if best[row]["trial_id"] is None:  # no search run to confirm: a run of its own
-            log_run(tracker, space, task, record, row)
+def by_row(runs: list[dict], rate: bool = False) -> dict:
+    """Finished runs grouped by row (or by (row, rate) for the sweep)."""
+    groups: dict = {}
+    for run in runs:
+        if run.get("error") or (run["rate"] is not None) != rate:
             continue
-        params = {**space.trial_params(record["params"]), "task": task, "row": row}
-        tracker.confirmation_run(best[row]["trial_id"], record["seed"], params,
-                                 record["history"], record["final"])
-    cells = {}
-    for row in rows:
-        chosen = best.get(row)
-        values = [r["value"] for r in confirmed
-                  if row_of[key(r["params"])] == row and finite(r["value"])]
-        if not seeds and chosen:  # no confirmation: the search run is the only seed
-            values = [chosen["value"]]
-        cells[row] = {
-            "params": chosen["params"] if chosen else None,
-            "search_value": chosen["value"] if chosen else None,
-            "values": values,
-            "median": statistics.median(values) if values else None,
-            "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else None,
-            "min": min(values, default=None), "max": max(values, default=None),
-        }
-    curve_run = next((r for r in searched if key(r["params"]) not in row_of), None)
-    return {"metric": space.metric, "cells": cells, "search": strip(searched),
-            "confirm": strip(confirmed), "curve": curve_run and curve_run["history"],
-            "errors": [r["error"] for r in searched + confirmed if r["error"]]}
+        run["steps_per_epoch"] = run["history"][0]["step"] / run["history"][0]["epoch"]
+        groups.setdefault((run["row"], run["rate"]) if rate else run["row"], []).append(run)
+    return groups
 
 
-def search(task: str, space, rows: dict[str, list[dict]], row_of: dict[str, str],
-           folder: Path, tracker, curve: bool) -> tuple[list[dict], dict[str, dict]]:
-    """Every row's points with seed 0 (and the long no-dropout run); each row's best run."""
-    from hk_tune.search.grid import run_grid
-
-    points = []
-    if curve:  # first: it is the longest run, so it never trails the others
-        points.append({"dropout/preset": "baseline", "optim/max_steps": CURVE_STEPS,
-                       "optim/eval_every": CURVE_EVERY})
-    points += [point for row_points in rows.values() for point in row_points]
-    print(f"{task}: search, {len(points)} runs", file=sys.stderr, flush=True)
-    searched = run_grid(space, str(folder), "search", points, [space.seed])
-    for record in searched:
-        log_run(tracker, space, task, record, row_of.get(key(record["params"]), "curve"))
-    best: dict[str, dict] = {}
-    for record in searched:
-        row = row_of.get(key(record["params"]))
-        if row is None or not finite(record["value"]):
-            continue
-        if row not in best or better(record["value"], best[row]["value"], space.mode):
-            best[row] = record
-    return searched, best
-
-
-def log_run(tracker, space, task: str, record: dict, row: str) -> None:
-    """One search-phase run as a child run of the parent, with its whole metric history."""
-    from hk_tune.tracking import run_name
-
-    params = {**space.trial_params(record["params"]), "task": task, "row": row}
-    name = f"{task} {run_name(params)}" + (" (no-dropout curve)" if row == "curve" else "")
-    if record["seed"] != space.seed:  # a seed of its own, when the search phase was skipped
-        name += f" seed={record['seed']}"
-    tracker.trial_started(record["trial_id"], params, name=name)
-    for index, metrics in enumerate(record["history"]):
-        tracker.trial_metrics(record["trial_id"], metrics, int(metrics.get("step", index + 1)))
-    tracker.trial_finished(record["trial_id"], record["status"], record["error"])
-
-
-def write_outputs(report: dict, out: Path, spaces: dict) -> list[Path]:
-    """table.md, reproduce.json, and per task the rate plot and the no-dropout curves."""
-    from hk_tune.tracking.figures import Figure, Panel, Series, metric_vs_rate
+def write_outputs(report: dict, out: Path) -> list[Path]:
+    """table.md, reproduce.json, and per task the rate plot and the curves."""
     from hk_tune.tracking.plots import render
 
     files = [out / "table.md", out / "reproduce.json"]
-    files[0].write_text(table(report, next(iter(spaces.values())).metric))
-    files[1].write_text(json.dumps(report, indent=1, default=str))
+    sections = []
     for task, result in report["tasks"].items():
-        space = spaces[task]
-        metric = space.metric
-        rows = []
-        for record in result["search"]:
-            preset = record["params"].get("dropout/preset", "")
-            # One position each, as in the paper's Figure 4; HiddenKey would share their lines.
-            if not preset.startswith(SINGLE + ("baseline",)) or "optim/max_steps" in \
-                    record["params"]:
-                continue
-            flat = space.trial_params(record["params"])
-            rows.append({**flat, "metric": record["value"], "trial_id": record["trial_id"],
-                         "name": record["params"]["dropout/preset"]})
-        baseline = next((r["trial_id"] for r in rows if r["name"] == "baseline"), None)
-        figure = metric_vs_rate(rows, metric, space.mode, baseline)
-        if figure is not None:
-            figure.name = f"rate_{task}"
-            figure.title = f"{task}: {metric} against rate (seed 0, search phase)"
-            files += render(figure, out)
-        if result.get("curve"):
-            history = result["curve"]
-            panels = [Panel("loss", "step", "loss", [
-                Series(name, [r["step"] for r in history if finite(r.get(name))],
-                       [r[name] for r in history if finite(r.get(name))])
-                for name in ("train_loss", "eval_loss")], integer_x=True),
-                Panel(metric, "step", metric, [Series("no dropout", [r["step"] for r in history],
-                                                      [r.get(metric) for r in history])],
-                      integer_x=True)]
-            files += render(Figure(f"curves_{task}", f"{task}: LoRA without dropout",
-                                   panels), out)
+        cells = compare(by_row(result["runs"]))
+        result["cells"] = cells
+        sections.append(table(task, cells, report))
+        for figure in (rate_figure(task, result["runs"]), curves_figure(task, result["runs"])):
+            if figure is not None:
+                files += render(figure, out)
+    files[0].write_text("\n".join(sections))
+    files[1].write_text(json.dumps(report, indent=1, default=str))
     return files
 
 
-def table(report: dict, metric: str) -> str:
-    """Markdown shaped like the paper's Table 1: median ± std over the confirmation seeds."""
-    tasks = list(report["tasks"])
+def table(task: str, cells: dict[str, dict], report: dict) -> str:
+    """Markdown shaped like the paper's Table 1, with the paired comparison to the baseline."""
     seeds = report["seeds"]
-    head = ["method", *tasks, "avg", "best point (per task)", "paper avg (RoBERTa-large)"]
-    chosen = ("each row at its preset's rate (0.1, λ 1)" if report["points_per_row"] == 1
-              else "the point chosen on seed 0")
-    over = (f"median ± std over seeds {seeds} ({chosen})" if seeds
-            else "seed 0 only, the search run itself (no confirmation)")
-    lines = [f"{metric} ×100 after {report['steps']} steps, {over}. "
-             "† = every seed above the baseline's best seed; ‡ = every seed below the "
-             "baseline's worst.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    rows = next(iter(report["tasks"].values()))["cells"] if tasks else {}
-    for row in rows:
-        cells, medians, chosen = [], [], []
-        for task in tasks:
-            cell = report["tasks"][task]["cells"][row]
-            base = report["tasks"][task]["cells"].get("baseline", {})
-            if cell["median"] is None:
-                cells.append("failed")
-                continue
-            medians.append(cell["median"])
-            mark = ""
-            if row != "baseline" and base.get("max") is not None and len(cell["values"]) > 1:
-                mark = "†" if cell["min"] > base["max"] else "‡" if cell["max"] < base["min"] \
-                    else ""
-            cells.append(f"{100 * cell['median']:.1f} ± {100 * cell['std']:.1f}{mark}")
-            chosen.append(point_text(cell["params"]))
-        avg = f"{100 * statistics.mean(medians):.1f}" if len(medians) == len(tasks) else "—"
-        paper = f"{PAPER_AVG[row]:.2f}" if row in PAPER_AVG else "—"
-        lines.append(f"| {row} | " + " | ".join(cells) + f" | {avg} | "
-                     + " / ".join(chosen) + f" | {paper} |")
-    return "\n".join(lines) + "\n"
+    lines = [f"### {task}: best-epoch validation accuracy ×100, median ± std over seeds "
+             f"{list(seeds)}", "",
+             "| method | best-epoch acc | Δ vs baseline | seeds won | paired t p | beats baseline "
+             "| final acc | lowest eval loss | best epoch | eval loss turned | consistency "
+             "share (end) | paper avg / SST-2 (RoBERTa-large) |",
+             "|" + "---|" * 12]
+    for row in report["rows"]:
+        if row not in cells:
+            lines.append(f"| {row} | failed |" + " |" * 10)
+            continue
+        c = cells[row]
+        versus = ("—", "—", "—", "—") if row == "baseline" else (
+            f"{100 * c['gain']:+.1f}", f"{c['wins']}/{len(c['seeds'])}",
+            "—" if c["p_value"] is None else f"{c['p_value']:.2f}", "yes" if c["beats"] else "no")
+        avg, sst2 = PAPER.get(row, (None, None))
+        paper = " / ".join("—" if v is None else f"{v:.2f}" for v in (avg, sst2))
+        lines.append(f"| {row} | {100 * c['median']:.1f} ± {100 * c['std']:.1f} | "
+                     + " | ".join(versus)
+                     + f" | {100 * c['final']:.1f} | {c['min_eval_loss']:.3f} | "
+                     f"{c['best_epoch']:.0f} | {c['turned']}/{len(c['seeds'])} | "
+                     f"{100 * c['share']:.1f}% | {paper} |")
+    lines += ["", f"Criterion, fixed in advance: median at least {100 * MARGIN:.0f} point above "
+              "the baseline's and more than half of the paired seeds won. Paired t-test on the "
+              "per-seed differences of best-epoch accuracy (two-sided).", ""]
+    return "\n".join(lines)
 
 
-def point_text(params: dict | None) -> str:
-    if not params:
-        return "—"
-    text = ", ".join(f"{k.split('/', 1)[1].removesuffix('.rate')} {v}" for k, v in params.items()
-                     if k != "dropout/preset")
-    return text.replace("consistency.weight", "λ") or "—"
+def rate_figure(task: str, runs: list[dict]):
+    """The paper's Figure 4: best-epoch accuracy against rate per position, median of seeds
+    1-3 with their min-max band, the baseline's median as a dashed line."""
+    from hk_tune.tracking.figures import METHODS, Figure, Panel, Series
+
+    swept = by_row(runs, rate=True)
+    table_runs = by_row(runs)
+    if not swept:
+        return None
+
+    def best(group: list[dict]) -> list[float]:
+        return [100 * r["history"][-1]["best_eval_accuracy"] for r in group
+                if r["seed"] in SWEEP_SEEDS]
+
+    base = best(table_runs.get("baseline", []))
+    panels = []
+    for row, position in SWEEP.items():
+        points = {0.1: best(table_runs.get(row, []))}
+        points.update({rate: best(swept.get((row, rate), [])) for rate in SWEEP_RATES})
+        rates = sorted(rate for rate, values in points.items() if values)
+        series = [Series(row.split("_")[1], rates,
+                         [statistics.median(points[r]) for r in rates],
+                         low=[min(points[r]) for r in rates],
+                         high=[max(points[r]) for r in rates])]
+        if base:
+            series.append(Series("baseline", [], [statistics.median(base)], kind="hline"))
+        panels.append(Panel(f"{METHODS[position]} ({position})", "rate",
+                            "best-epoch accuracy ×100", series, x_from_zero=True))
+    return Figure(f"rate_{task}", f"{task}: best-epoch accuracy against rate (median and range "
+                  f"of seeds {list(SWEEP_SEEDS)})", panels)
 
 
-def finish_tracking(tracker, report: dict, spaces: dict, files: list[Path]) -> None:
-    """Ends the parent run with every trial run it holds as its results (finish_search ends
-    and deletes any child run not among them, as a search's orphan), the row with the best
-    median as its best configuration, and logs the outputs to it."""
-    space = next(iter(spaces.values()))
-    sign = -1 if space.mode == "max" else 1
-    results, medians = [], []
-    for task, result in report["tasks"].items():
-        # The runs logged as trials: the search phase's, or the seeds' when it was skipped.
-        for run in result["search"] or result["confirm"]:
-            results.append({"trial_id": run["trial_id"], "status": run["status"],
-                            "metric": run["value"], "task": task})
-        medians += [(sign * cell["median"], task, row) for row, cell in result["cells"].items()
-                    if finite(cell["median"])]
-    results.sort(key=lambda r: sign * r["metric"] if finite(r["metric"]) else math.inf)
-    best = {}
-    if medians:
-        _, task, row = min(medians)
-        best = spaces[task].run_config(report["tasks"][task]["cells"][row]["params"])
-    tracker.finish_search(results, best, space.metric, space.mode)
+def curves_figure(task: str, runs: list[dict]):
+    """The baseline's train and eval loss per epoch over seeds (median, min-max band), with
+    HiddenKey's eval loss beside them."""
+    from hk_tune.tracking.figures import Figure, Panel, Series
+
+    groups = by_row(runs)
+    if "baseline" not in groups:
+        return None
+
+    def band(group: list[dict], key: str) -> Series | None:
+        steps = sorted({row["epoch"] for r in group for row in r["history"]})
+        values = [[row[key] for r in group for row in r["history"] if row["epoch"] == epoch]
+                  for epoch in steps]
+        return Series(key, steps, [statistics.median(v) for v in values],
+                      low=[min(v) for v in values], high=[max(v) for v in values])
+
+    panels = [Panel("baseline (no dropout)", "epoch", "loss",
+                    [band(groups["baseline"], "train_loss"), band(groups["baseline"],
+                                                                  "eval_loss")])]
+    if "hiddenkey" in groups:
+        eval_loss = band(groups["baseline"], "eval_loss")
+        eval_loss.label = "baseline eval_loss"
+        hiddenkey = band(groups["hiddenkey"], "eval_loss")
+        hiddenkey.label = "hiddenkey eval_loss"
+        panels.append(Panel("eval loss: baseline and HiddenKey", "epoch", "loss",
+                            [eval_loss, hiddenkey]))
+    seeds = sorted({r["seed"] for r in groups["baseline"]})
+    return Figure(f"curves_{task}", f"{task}: LoRA without dropout overfits (median and "
+                  f"range over seeds {seeds})", panels)
+
+
+def finish(tracker, report: dict, out: Path, logged: list[dict], files: list[Path]) -> None:
+    """Ends the parent run with every run as its results and the outputs as artifacts."""
+    results = [{"trial_id": r["id"], "name": r["id"], "status": "errored" if r["error"]
+                else "completed", "metric": r["history"][-1]["best_eval_accuracy"]
+                if r["history"] else math.nan} for r in logged]
+    results.sort(key=lambda r: -r["metric"] if math.isfinite(r["metric"]) else math.inf)
+    tracker.finish_search(results, {}, "best_eval_accuracy", "max")
+    if not files:
+        (out / "reproduce.json").write_text(json.dumps(report, indent=1, default=str))
+        files = [out / "reproduce.json"]
     tracker.log_files(files)
     for line in tracker.gaps():
         print(f"MLflow: {line}", file=sys.stderr)
-
-
-def key(params: dict) -> str:
-    return json.dumps(params, sort_keys=True)
-
-
-def finite(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def better(a: float, b: float, mode: str) -> bool:
-    return a > b if mode == "max" else a < b
-
-
-def strip(records: list[dict]) -> list[dict]:
-    """Records for reproduce.json: params, seed, value, status, error and the history."""
-    return [{k: r[k] for k in ("params", "seed", "trial_id", "value", "status", "error",
-                               "history")} for r in records]
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from hk_tune.search.paired import paired
 from hk_tune.search.space import Space
 
 CONFIRM_FOLDER = "confirm"
@@ -73,6 +74,14 @@ def summarize(space: Space, picked: list[dict], runs: list[dict],
                      "min": min(values), "max": max(values),
                      "last_median": statistics.median(last) if last else None,
                      "is_baseline": row["trial_id"] == baseline_id})
+    by_seed = {row["trial_id"]: dict(zip(row["seeds"], row["values"], strict=True))
+               for row in rows}
+    base = next((row for row in rows if row["is_baseline"]), None)
+    for row in rows:
+        if base is not None and row is not base:
+            found = paired(by_seed[row["trial_id"]], by_seed[base["trial_id"]], space.mode)
+            row["vs_baseline"] = {"gain": found.gain, "wins": found.wins,
+                                  "losses": found.losses, "p_value": found.p_value}
     sign = -1 if space.mode == "max" else 1
     # The baseline can win: then no dropout configuration beat it over seeds, which is worth
     # knowing. Ties go to the higher-ranked search trial (min keeps the first).
@@ -91,6 +100,11 @@ def format_confirmation(summary: dict[str, Any]) -> str:
         values = " ".join(f"{v:.4f}" for v in row["values"])
         last = row.get("last_median")
         last = f"  last: median {last:.4f}" if last is not None else ""
+        versus = row.get("vs_baseline")
+        if versus:
+            p_value = "-" if versus["p_value"] is None else f"{versus['p_value']:.2f}"
+            last += (f"  vs baseline {versus['gain']:+.4f}, {versus['wins']}/"
+                     f"{len(row['values'])} seeds won, paired t-test p {p_value}")
         lines.append(f"  {row['name']:<40} median {row['median']:.4f}  "
                      f"[{row['min']:.4f}, {row['max']:.4f}]  ({values}){last}  {mark}".rstrip())
     return "\n".join(lines)

@@ -35,6 +35,12 @@ class Turn:
         return self.min_step < self.last_step and self.last_loss > self.min_loss * (1 + TOLERANCE)
 
 
+def turned_by(turn: Turn | None, fraction: float) -> bool:
+    """Whether a run's eval loss had turned upward, with its minimum within the first
+    `fraction` of its evaluated steps: there is room after the turn for dropout to show."""
+    return turn is not None and turn.turned and turn.min_step <= fraction * turn.last_step
+
+
 def eval_loss_turn(history: list[dict[str, Any]]) -> Turn | None:
     """The eval-loss minimum and end of a run's evaluations; None without a finite eval loss."""
     points = [(row["step"], row["eval_loss"]) for row in history

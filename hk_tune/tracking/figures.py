@@ -28,7 +28,8 @@ class Series:
     """One line, set of bars or reference line in a panel.
 
     kind: "line" (markers joined in x order), "barh" (horizontal bars, x = values, y = labels)
-    or "hline" (a dashed reference at y[0] across the panel).
+    or "hline" (a dashed reference at y[0] across the panel). A line with `low` and `high` (one
+    value per point) is drawn inside a shaded band between them: the spread over seeds.
     """
 
     label: str
@@ -36,6 +37,8 @@ class Series:
     y: list[Any]
     kind: str = "line"
     hover: list[str] = field(default_factory=list)
+    low: list[Any] = field(default_factory=list)
+    high: list[Any] = field(default_factory=list)
 
 
 @dataclass

@@ -107,6 +107,9 @@ def _png(figure: Figure, path: Path) -> None:
             else:
                 axes.plot(series.x, series.y, marker="o", label=series.label,
                           color=colors[series.label])
+                if series.low and series.high:
+                    axes.fill_between(series.x, series.low, series.high, alpha=0.2, linewidth=0,
+                                      color=colors[series.label])
         if any(s.kind != "barh" for s in panel.series):
             axes.grid(alpha=0.3)
             axes.legend(fontsize=8)
@@ -136,6 +139,12 @@ def _plotly_html(figure: Figure, path: Path) -> None:
                 trace = go.Bar(x=series.x, y=series.y, orientation="h", name=series.label,
                                showlegend=False)
             else:
+                if series.low and series.high:  # the band: its upper edge, then filled down
+                    for edge, fill in ((series.high, None), (series.low, "tonexty")):
+                        plot.add_trace(go.Scatter(
+                            x=series.x, y=edge, mode="lines", line={"width": 0}, fill=fill,
+                            fillcolor=_translucent(colors[series.label]), hoverinfo="skip",
+                            legendgroup=series.label, showlegend=False), row=row, col=col)
                 trace = go.Scatter(
                     x=series.x, y=series.y, mode="lines+markers", name=series.label,
                     legendgroup=series.label, showlegend=series.label not in shown,
@@ -153,6 +162,12 @@ def _plotly_html(figure: Figure, path: Path) -> None:
     # from which neither a sibling script file nor, offline, a CDN can be loaded.
     plot.write_html(path, include_plotlyjs=True, full_html=True, default_width="100%",
                     config={"responsive": True})
+
+
+def _translucent(color: str) -> str:
+    """`#rrggbb` as an rgba colour at 20% opacity, for a band."""
+    red, green, blue = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red}, {green}, {blue}, 0.2)"
 
 
 def _static_html(figure: Figure, png: Path, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The unified dropout framework of "LoRA Meets Dropout under a Unified Framework" (DESIGN.md 2).
+"""The unified dropout framework of "LoRA Meets Dropout under a Unified Framework"
+(docs/design.md 2).
 
     spec = PRESETS["hiddenkey"]                     # or DropoutSpec.from_dict({...})
     handle = attach(peft_model, spec)               # before DDP; handle.remove() restores
@@ -15,19 +16,18 @@ from typing import Any
 
 # name -> the module that defines it
 _EXPORTS = {
-    "ARCHITECTURES": "attachment",
+    "ARCHITECTURES": "architectures",
     "Attachment": "attachment",
     "attach": "attachment",
     "consistency_loss": "consistency",
     "kl_to_reference": "consistency",
     "symmetric_kl": "consistency",
-    "PRESETS": "presets",
+    "PRESETS": "spec",
     "REFERENCES": "presets",
-    "PATTERNS": "spec",
+    "PATTERNS": "pattern",
     "POSITIONS": "spec",
     "DropoutSpec": "spec",
     "PositionSpec": "spec",
-    "TASKS": "step",
     "StepLoss": "step",
     "compute_loss": "step",
 }

@@ -13,11 +13,11 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from hk_tune.dropout.architectures import ARCHITECTURES, Architecture
 from hk_tune.dropout.attention import additive_mask, attention_with_dropout
 from hk_tune.dropout.hidden import drop_hidden
 from hk_tune.dropout.spec import DropoutSpec, PositionSpec
@@ -27,28 +27,6 @@ _PLAN = "_hk_tune_attention"  # attribute set on attention modules in the layer 
 _ATTACHED = "_hk_tune_attachment"
 
 
-@dataclass(frozen=True)
-class Architecture:
-    """Where things live in one model family, as paths relative to its backbone / block."""
-
-    layers: str  # backbone -> the ModuleList of blocks
-    attention: str  # block -> the module handed to the attention interface
-    ffn_output: str  # block -> the FFN output projection, before the residual add
-    decoder: bool  # decoder-only: the paper's rule drops in the latter half of the layers
-
-
-_ENCODER = Architecture("encoder.layer", "attention.self", "output.dense", decoder=False)
-_LLAMA = Architecture("layers", "self_attn", "mlp.down_proj", decoder=True)
-ARCHITECTURES: dict[str, Architecture] = {
-    "bert": _ENCODER,
-    "roberta": _ENCODER,
-    "xlm-roberta": _ENCODER,
-    "gpt2": Architecture("h", "attn", "mlp.c_proj", decoder=True),
-    "llama": _LLAMA,
-    "mistral": _LLAMA,
-    "qwen2": _LLAMA,
-    "qwen3": _LLAMA,
-}
 _HEADS = ("classifier", "score", "lm_head")  # what receives the final representation
 
 
@@ -209,7 +187,7 @@ class Attachment:
         setattr(obj, name, value)
 
     def _zero_stock_dropout(self, model: nn.Module) -> None:
-        """One source of dropout per run (DESIGN.md 2.1): the backbone's dropouts (hidden,
+        """One source of dropout per run (docs/design.md 2.1): the backbone's dropouts (hidden,
         attention, classifier) and peft's lora_dropout go to 0."""
         for module in model.modules():
             if isinstance(module, nn.Dropout) and module.p > 0:

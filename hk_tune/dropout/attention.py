@@ -1,4 +1,5 @@
-"""Dropout inside attention: DropKey on the logits, DropAttention on the weights (DESIGN.md 2.1).
+"""Dropout inside attention: DropKey on the logits, DropAttention on the weights
+(docs/design.md 2.1).
 
 Torch only. Shapes: q (B, H, Lq, d), k and v (B, Hkv, Lk, d), the additive mask (B|1, 1|H, Lq, Lk)
 holds 0 where a key may be seen and the dtype's min where it may not.

@@ -1,4 +1,4 @@
-"""Consistency losses between two forward passes (DESIGN.md 2.3). Torch only.
+"""Consistency losses between two forward passes (docs/design.md 2.3). Torch only.
 
 `kl`: HiddenKey's ½[KL(P1‖P2) + KL(P2‖P1)] between two training-mode passes (paper Eq. 11).
 `js`: the paper's "JS" (Eq. 12), KL(P1‖P̄) against the dropout-off pass P̄.
@@ -14,8 +14,12 @@ reports its share of the loss (`train_consistency_share`).
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where a loss is computed, so a spec validates without it
+    import torch
 
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -28,6 +32,8 @@ def _log_probs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities in fp32 of the rows that count: selecting masked tokens first keeps a
     (B, L, V) vocabulary tensor from being copied to fp32 whole."""
+    import torch.nn.functional as F
+
     if token_mask is not None:
         token_mask = token_mask.bool()
         logits1, logits2 = logits1[token_mask], logits2[token_mask]  # (N, V)
@@ -55,6 +61,27 @@ def kl_to_reference(
     return _mean(_kl(log_p, log_ref))
 
 
+@dataclass(frozen=True)
+class Consistency:
+    """One consistency compensation (docs/design.md 2.3).
+
+    Attributes:
+        loss: (logits of the first pass, logits of the second, token mask) -> the term.
+        second_pass_trains: the second pass runs in training mode (dropout on, `kl`) or in
+            eval mode (dropout off, the paper's reference distribution P̄, `js`).
+    """
+
+    loss: Callable[..., torch.Tensor]
+    second_pass_trains: bool
+
+
+# The one table of consistency losses; `none` (task loss only) is the spec's default beside them.
+CONSISTENCY: dict[str, Consistency] = {
+    "kl": Consistency(symmetric_kl, second_pass_trains=True),
+    "js": Consistency(kl_to_reference, second_pass_trains=False),
+}
+
+
 def consistency_loss(
     kind: str,
     logits1: torch.Tensor,
@@ -62,7 +89,7 @@ def consistency_loss(
     regression: bool = False,
     token_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The consistency term for `kind` in {"kl", "js"}.
+    """The consistency term for `kind`, a key of CONSISTENCY.
 
     Args:
         kind: "kl" (logits2 from a second training pass) or "js" (logits2 from the eval pass).
@@ -70,10 +97,10 @@ def consistency_loss(
         regression: outputs are scores (B, 1): compare them with MSE.
         token_mask: True on the tokens that count (targets, not prompt or padding).
     """
+    import torch.nn.functional as F
+
+    if kind not in CONSISTENCY:
+        raise ValueError(f"consistency loss {kind!r} is unknown; allowed: {sorted(CONSISTENCY)}")
     if regression:
         return F.mse_loss(logits1.float(), logits2.float())
-    if kind == "kl":
-        return symmetric_kl(logits1, logits2, token_mask)
-    if kind == "js":
-        return kl_to_reference(logits1, logits2, token_mask)
-    raise ValueError(f"consistency loss {kind!r} is unknown; allowed: ['kl', 'js']")
+    return CONSISTENCY[kind].loss(logits1, logits2, token_mask)

@@ -1,5 +1,5 @@
 """Dropout on hidden states: HiddenCut at the FFN output, cutoff at the input, standard dropout
-at the output (DESIGN.md 2.1). Torch only.
+at the output (docs/design.md 2.1). Torch only.
 
 x is (B, L, D), or (B, D) for a pooled representation (treated as one token). Tokens are the
 units, features the shared axis: `column` drops whole token vectors, `span` one run of tokens.

@@ -1,4 +1,4 @@
-"""Structural patterns: which units share one coin (DESIGN.md 2.2).
+"""Structural patterns: which units share one coin (docs/design.md 2.2).
 
 Every pattern draws a boolean `dropped` mask for a tensor with a unit axis and a shared axis:
 attention (B, H, Lq, Lk) has keys as units and queries as the shared axis; hidden states
@@ -8,17 +8,27 @@ size-1 shared axis that broadcasts.
 
 `valid` marks units that exist (not padding, not causally hidden). Padding is never dropped and
 never counted; a row whose every valid unit would be dropped is left whole, so no softmax row or
-sequence loses all its support (DESIGN.md 2.6.6).
+sequence loses all its support (docs/design.md 2.6.6).
+
+`PATTERNS` is the one table of patterns: each row names its mask function and the rescaling it
+takes by default at a hidden position. Adding a pattern is one function and one row; the spec's
+validation, the search spaces and the contract tests all read this table. torch is imported
+where a mask is drawn, so validating a spec needs none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def _coins(shape: list[int], rate: float, device: torch.device) -> torch.Tensor:
+    import torch
+
     # bernoulli_ into a bool tensor: one pass, no float tensor of uniforms to compare.
     return torch.empty(shape, dtype=torch.bool, device=device).bernoulli_(rate)
 
@@ -45,6 +55,8 @@ def span(
 ) -> torch.Tensor:
     """Per row one contiguous run of round(rate * n_valid) valid units (at least 1), its start
     uniform among the positions where the run fits; shared along `shared_dim`."""
+    import torch
+
     shape = list(shape)
     shape[shared_dim] = 1
     units = units.expand(shape)  # one independent run per (b, h) or per b
@@ -56,10 +68,25 @@ def span(
     return (rank >= start) & (rank < start + length)
 
 
-PATTERNS: dict[str, Callable[[list[int], torch.Tensor, float, int, int], torch.Tensor]] = {
-    "element": element,
-    "column": column,
-    "span": span,
+@dataclass(frozen=True)
+class Pattern:
+    """One structural pattern (docs/design.md 2.2).
+
+    Attributes:
+        mask: draws the `dropped` mask: (shape, units, rate, unit_dim, shared_dim) -> bool.
+        hidden_rescale: the default rescaling at hidden positions: `inverted` (x 1/(1-p)) for
+            independent units, `none` for dropped tokens (HiddenCut's code zeroes them and
+            rescales nothing). Attention positions keep their own default.
+    """
+
+    mask: Callable[[list[int], torch.Tensor, float, int, int], torch.Tensor]
+    hidden_rescale: str
+
+
+PATTERNS: dict[str, Pattern] = {
+    "element": Pattern(element, hidden_rescale="inverted"),
+    "column": Pattern(column, hidden_rescale="none"),
+    "span": Pattern(span, hidden_rescale="none"),
 }
 
 
@@ -87,8 +114,10 @@ def draw(
     Returns:
         bool mask, True where dropped, broadcastable to `valid`'s shape.
     """
+    import torch
+
     units = valid.any(dim=shared_dim, keepdim=True)  # a key any query sees; a real token
-    dropped = PATTERNS[pattern](list(shape), units, rate, unit_dim, shared_dim)
+    dropped = PATTERNS[pattern].mask(list(shape), units, rate, unit_dim, shared_dim)
     dropped &= units
     # A row that had valid units but would keep none is left undropped. On bools,
     # valid > dropped is valid & ~dropped in one pass.

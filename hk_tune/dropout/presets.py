@@ -1,18 +1,18 @@
-"""The named methods of the paper's Table 1 (DESIGN.md 2.5), as rows of one table.
+"""The named methods of the paper's Table 1 (docs/design.md 2.5), as rows of one table.
 
-Rates are what a search varies; the rate given here (0.1, λ = 1) is only a starting point so a
-preset runs as it is. A preset with its rate fixed by the user is just a config.
+Each row says which positions drop with which pattern, which consistency loss is on, and where
+the paper defines it. `hk_tune.dropout.spec.PRESETS` builds the `DropoutSpec` of each row. Rates
+are what a search varies; the rate every row starts from (0.1, λ = 1) is only a starting point so
+a preset runs as it is. A preset with its rate fixed by the user is just a config.
 """
 
 from __future__ import annotations
 
-from hk_tune.dropout.spec import DropoutSpec, PositionSpec
-
-_RATE = 0.1
-_WEIGHT = 1.0
+RATE = 0.1
+WEIGHT = 1.0
 
 # name: (positions -> pattern, consistency loss, reference in Wang et al., ACL Findings 2024)
-_TABLE: dict[str, tuple[dict[str, str], str, str]] = {
+TABLE: dict[str, tuple[dict[str, str], str, str]] = {
     "baseline": ({}, "none", "Table 1, 'w/o dropout': every dropout off"),
     "dropkey_element": ({"attn_logits": "element"}, "none", "DropKey (Li et al. 2023), Eq. 4"),
     "dropkey_column": ({"attn_logits": "column"}, "none", "DropKey, column pattern, Sec. 3.2"),
@@ -45,18 +45,8 @@ _TABLE: dict[str, tuple[dict[str, str], str, str]] = {
         "HiddenKey + output dropout, Sec. 5.4",
     ),
 }
-
-
-def _build(positions: dict[str, str], consistency: str) -> DropoutSpec:
-    entries = {name: PositionSpec(pattern, _RATE) for name, pattern in positions.items()}
-    return DropoutSpec(**entries, consistency=consistency, consistency_weight=_WEIGHT)
-
-
-PRESETS: dict[str, DropoutSpec] = {
-    name: _build(positions, loss) for name, (positions, loss, _) in _TABLE.items()
-}
 # What users get today: the backbone's stock dropout, nothing of ours.
-PRESETS["hf_default"] = DropoutSpec(stock_dropout=True)
+STOCK = "hf_default"
 
-REFERENCES: dict[str, str] = {name: reference for name, (_, _, reference) in _TABLE.items()}
-REFERENCES["hf_default"] = "the backbone's own dropout, as transformers ships it"
+REFERENCES: dict[str, str] = {name: reference for name, (_, _, reference) in TABLE.items()}
+REFERENCES[STOCK] = "the backbone's own dropout, as transformers ships it"

@@ -1,4 +1,5 @@
-"""The dropout configuration: one value describing where, how and how much to drop (DESIGN.md 2).
+"""The dropout configuration: one value describing where, how and how much to drop
+(docs/design.md 2).
 
 A `DropoutSpec` has one `PositionSpec` per position (pattern, rate, rescale), one consistency
 compensation and a layer range. It is validated on construction, so a spec that exists is a spec
@@ -13,13 +14,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from hk_tune.dropout import presets
+from hk_tune.dropout.consistency import CONSISTENCY
+from hk_tune.dropout.pattern import PATTERNS
 from hk_tune.errors import ConfigError
 
 POSITIONS = ("attn_logits", "attn_weights", "ffn_hidden", "input", "output")
 ATTENTION_POSITIONS = ("attn_logits", "attn_weights")
-PATTERNS = ("element", "column", "span")
-# Rescaling each position allows. The first entry is the default, except that hidden positions
-# default to "none" for column/span (HiddenCut's code zeroes without rescaling).
+# Rescaling each position allows. For attention positions the first is the default; hidden
+# positions take their pattern's default (`PATTERNS[pattern].hidden_rescale`).
 RESCALES = {
     "attn_logits": ("none",),  # softmax renormalizes by itself
     "attn_weights": ("renorm", "inverted"),  # renorm = w̄ / stopgrad(Σ w̄), the paper's version
@@ -27,15 +30,16 @@ RESCALES = {
     "input": ("inverted", "none"),
     "output": ("inverted", "none"),
 }
-CONSISTENCY_LOSSES = ("none", "kl", "js")
+CONSISTENCY_LOSSES = ("none", *CONSISTENCY)
 CONSISTENCY_GRADS = ("one", "both")
 LAYER_RANGES = ("auto", "all", "latter_half")
 
 
-def _default_rescale(position: str, pattern: str) -> str:
-    if position in ("ffn_hidden", "input", "output") and pattern != "element":
-        return "none"
-    return RESCALES[position][0]
+def default_rescale(position: str, pattern: str) -> str:
+    """The rescaling a position takes when the spec names none (docs/design.md 2.1)."""
+    if position in ATTENTION_POSITIONS:
+        return RESCALES[position][0]
+    return PATTERNS[pattern].hidden_rescale
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class PositionSpec:
 
 @dataclass(frozen=True)
 class DropoutSpec:
-    """A full dropout configuration (DESIGN.md 2). Construct directly, from a preset, or with
+    """A full dropout configuration (docs/design.md 2). Construct directly, from a preset, or with
     `from_dict`; invalid values raise `ConfigError` naming the field and the allowed values.
 
     Attributes:
@@ -130,8 +134,6 @@ class DropoutSpec:
             flat: flat dotted keys as written by `to_dict`, plus optional `preset`.
             where: where the dict came from (file and section), named in every error.
         """
-        from hk_tune.dropout.presets import PRESETS
-
         flat = dict(flat)
         preset = flat.pop("preset", None)
         if preset is not None and preset not in PRESETS:
@@ -181,11 +183,11 @@ def _check_choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
 
 
 def _validated(position: str, entry: PositionSpec) -> PositionSpec:
-    _check_choice(f"{position}.pattern", entry.pattern, PATTERNS)
+    _check_choice(f"{position}.pattern", entry.pattern, tuple(PATTERNS))
     rate = entry.rate
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
         raise ConfigError(f"{position}.rate: {rate!r} is outside [0, 1)")
-    rescale = entry.rescale or _default_rescale(position, entry.pattern)
+    rescale = entry.rescale or default_rescale(position, entry.pattern)
     _check_choice(f"{position}.rescale", rescale, RESCALES[position])
     return PositionSpec(entry.pattern, float(rate), rescale)
 
@@ -202,3 +204,15 @@ def _validated_layers(layers: object) -> str | tuple[int, ...]:
         f"layers: {layers!r} is not allowed; allowed: {list(LAYER_RANGES)} or a non-empty list "
         "of layer indices >= 0"
     )
+
+
+def _preset(positions: dict[str, str], consistency: str) -> DropoutSpec:
+    entries = {name: PositionSpec(pattern, presets.RATE) for name, pattern in positions.items()}
+    return DropoutSpec(**entries, consistency=consistency, consistency_weight=presets.WEIGHT)
+
+
+# The rows of the paper's Table 1 (`hk_tune.dropout.presets.TABLE`) as specs.
+PRESETS: dict[str, DropoutSpec] = {
+    name: _preset(positions, loss) for name, (positions, loss, _) in presets.TABLE.items()
+}
+PRESETS[presets.STOCK] = DropoutSpec(stock_dropout=True)

@@ -1,10 +1,10 @@
-"""One training step's loss: task loss plus the consistency compensation (DESIGN.md 2.3).
+"""One training step's loss: task loss plus the consistency compensation (docs/design.md 2.3).
 
 `compute_loss` is the only thing the training loop calls. With a consistency loss it runs two
 passes over the same batch: `kl` a second training-mode pass, `js` an eval-mode (dropout-off)
-pass. `consistency_grad: one` runs the second pass under no_grad (the paper; ~1.5× a step and
-no extra activation memory); `both` keeps gradients through both and averages the task loss
-(R-Drop).
+pass. `consistency_grad: one` runs the second pass under no_grad (the paper: a second forward
+pass, no extra activation memory; `benchmarks/dropout_overhead.py` measures both); `both`
+keeps gradients through both and averages the task loss (R-Drop).
 
 When the first blocks of the model have no randomness (decoders dropping in the latter half),
 both passes compute the same prefix: the second pass replays the first pass's block outputs
@@ -23,9 +23,8 @@ import torch
 from torch import nn
 
 from hk_tune.dropout.attachment import Attachment
-from hk_tune.dropout.consistency import consistency_loss
-
-TASKS = ("classification", "regression", "causal_lm")
+from hk_tune.dropout.consistency import CONSISTENCY, consistency_loss
+from hk_tune.tasks import IGNORE_INDEX, TASKS
 
 
 @dataclass
@@ -75,10 +74,10 @@ def _mode(model: nn.Module, training: bool) -> Iterator[None]:
 
 
 def _token_mask(batch: dict, task: str) -> torch.Tensor | None:
-    """Causal LM: logits at t predict labels at t+1; count only target tokens (labels != -100)."""
+    """Causal LM: logits at t predict labels at t+1; count only target tokens (not IGNORE_INDEX)."""
     if task != "causal_lm":
         return None
-    return batch["labels"][:, 1:] != -100
+    return batch["labels"][:, 1:] != IGNORE_INDEX
 
 
 def compute_loss(model: nn.Module, batch: dict, handle: Attachment, task: str) -> StepLoss:
@@ -86,7 +85,7 @@ def compute_loss(model: nn.Module, batch: dict, handle: Attachment, task: str) -
 
     Args:
         model: the module to call (the peft model, or its DDP wrapper).
-        batch: model inputs including `labels` (-100 on ignored tokens for causal LM).
+        batch: model inputs including `labels` (IGNORE_INDEX on ignored tokens for causal LM).
         handle: the `Attachment` returned by `attach`, which holds the spec.
         task: one of TASKS.
 
@@ -106,7 +105,8 @@ def compute_loss(model: nn.Module, batch: dict, handle: Attachment, task: str) -
         first = model(**batch)
     grad = torch.enable_grad() if both else torch.no_grad()
     # kl: a second training-mode pass; js: the dropout-off (eval-mode) pass.
-    with grad, _mode(model, spec.consistency == "kl"), _replaying(prefix, outputs):
+    second_trains = CONSISTENCY[spec.consistency].second_pass_trains
+    with grad, _mode(model, second_trains), _replaying(prefix, outputs):
         second = model(**batch)
 
     task_loss = (first.loss + second.loss) / 2 if both else first.loss

@@ -1,7 +1,7 @@
 """Readable run names from flat dropout keys: `hiddenkey r=0.1/0.05 λ=1`, never a timestamp.
 
 A configuration whose active positions, patterns and consistency loss match a preset of the
-paper's Table 1 (DESIGN.md 2.5) is named after the preset, followed by its rates in position
+paper's Table 1 (docs/design.md 2.5) is named after the preset, followed by its rates in position
 order and λ when a loss is on. Anything else gets the compact form
 `logits:column@0.1 ffn:element@0.05 kl λ=1`. Settings that differ from the defaults (rescale,
 layer range, gradient through both passes) are appended so that two different runs never share
@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from hk_tune.dropout.spec import POSITIONS  # the spec module itself imports no torch
+from hk_tune.dropout.spec import POSITIONS, PRESETS, default_rescale  # none of them import torch
 
 _SHORT = {
     "attn_logits": "logits",
@@ -22,8 +22,6 @@ _SHORT = {
     "input": "input",
     "output": "output",
 }
-# Each position's default rescale for a pattern (DESIGN.md 2.1); anything else is named.
-_DEFAULT_RESCALE = {"attn_logits": "none", "attn_weights": "renorm"}
 
 Shape = tuple[tuple[tuple[str, str], ...], str]
 
@@ -69,10 +67,6 @@ def run_name(params: dict[str, Any]) -> str:
 
 @lru_cache(maxsize=1)
 def _preset_shapes() -> dict[Shape, str]:
-    # Deferred: the presets module pulls in torch through hk_tune.dropout, and only naming
-    # needs it; the search process has torch loaded anyway.
-    from hk_tune.dropout.presets import PRESETS
-
     shapes: dict[Shape, str] = {}
     for name, spec in PRESETS.items():
         if spec.stock_dropout:
@@ -87,8 +81,7 @@ def _extras(params: dict[str, Any], active: list[tuple[str, str]], loss: str) ->
     extras = []
     for position, pattern in active:
         rescale = params.get(f"{position}.rescale")
-        default = _DEFAULT_RESCALE.get(position, "inverted" if pattern == "element" else "none")
-        if rescale not in (None, "", "None", default):
+        if rescale not in (None, "", "None", default_rescale(position, pattern)):
             extras.append(f"{_SHORT[position]}.rescale={rescale}")
     if loss != "none" and params.get("consistency.grad") == "both":
         extras.append("grad=both")

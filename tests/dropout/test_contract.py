@@ -1,4 +1,4 @@
-"""The contract of DESIGN.md 2.6, run as one table over every (position, pattern, rescale) row
+"""The contract of docs/design.md 2.6, run as one table over every (position, pattern, rescale) row
 and every architecture: tiny random-init BERT, RoBERTa, GPT-2 and LLaMA, and the real MiniLM."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import torch
 from tiny_lora import build
 
 from hk_tune.dropout import PRESETS, DropoutSpec, PositionSpec, attach, compute_loss
-from hk_tune.dropout.spec import PATTERNS, POSITIONS, RESCALES
+from hk_tune.dropout.pattern import PATTERNS
+from hk_tune.dropout.spec import POSITIONS, RESCALES
 
 ROWS = [
     (position, pattern, rescale)
@@ -119,7 +120,7 @@ def test_attention_untouched_configs_keep_sdpa(built):
 
 @pytest.mark.parametrize("position", ["attn_logits", "ffn_hidden"])
 def test_latter_half_touches_only_those_layers(position):
-    """Decoders drop in the latter half by default (DESIGN.md 2.4): block 0's output is the
+    """Decoders drop in the latter half by default (docs/design.md 2.4): block 0's output is the
     same as without dropout, block 1's is not."""
     model, batch, _ = build("llama")
     blocks = model.get_base_model().model.layers

@@ -97,3 +97,21 @@ def test_hidden_rescale_rules():
     assert set(column.unique().tolist()) == {0.0, 1.0}
     pooled = drop_hidden(torch.ones(8, 4), PositionSpec("element", 0.5, "inverted"))
     assert pooled.shape == (8, 4)
+
+
+def test_the_pattern_table_is_the_one_every_layer_reads():
+    """Each row: a spec at every position accepts it, with its default rescale where the
+    position allows one, and the search's position switches offer it."""
+    from hk_tune.config.space import OFF
+    from hk_tune.dropout.spec import ATTENTION_POSITIONS, POSITIONS, RESCALES, DropoutSpec
+
+    for name, row in PATTERNS.items():
+        for position in POSITIONS:
+            spec = DropoutSpec.from_dict({f"{position}.pattern": name, f"{position}.rate": 0.1})
+            rescale = spec.position(position).rescale
+            assert rescale in RESCALES[position]
+            if position not in ATTENTION_POSITIONS:
+                assert rescale == row.hidden_rescale
+        mask = row.mask([2, 5, 3], torch.ones(2, 5, 1, dtype=torch.bool), 0.5, 1, 2)
+        assert mask.dtype == torch.bool and mask.dim() == 3
+    assert OFF not in PATTERNS

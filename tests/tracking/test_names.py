@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hk_tune.dropout.presets import PRESETS
+from hk_tune.dropout.spec import PRESETS
 from hk_tune.tracking import run_name
 
 LOGITS = {"attn_logits.pattern": "column", "attn_logits.rate": 0.1}

@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from hk_tune.config.run import RunConfig
+    from hk_tune.config.space_file import load_space
     from hk_tune.search.overfit import eval_loss_turn
-    from hk_tune.search.space_file import load_space
     from hk_tune.train.loop import run_loop
-    from hk_tune.train.run_config import RunConfig
     from hk_tune.train.session import LocalSession
 
     if args.threads:
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {}
     for path in args.spaces:
         space = load_space(path, overrides)
-        raw = {**space.run_config({}), "dropout": "baseline", "name": f"{space.name}_baseline"}
+        raw = {**space.raw_config({}), "dropout": "baseline", "name": f"{space.name}_baseline"}
         cfg = RunConfig.from_dict(raw, where=path)
         session = LocalSession(cache=False)
         started = time.perf_counter()

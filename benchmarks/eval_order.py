@@ -4,7 +4,7 @@
     python benchmarks/eval_order.py --json
 
 Each evaluation pads a batch to its longest example. Sentences of similar length batched
-together pad little, so `hk_tune.train.loop.evaluate` takes its examples in length order.
+together pad little, so `hk_tune.train.evaluate.evaluate` takes its examples in length order.
 This times one evaluation pass over the 1,000 validation sentences both ways, in turns, and
 prints the ratio and the metrics of both (which must agree).
 """
@@ -29,11 +29,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from hk_tune.train import loop
+    from hk_tune.config.run import RunConfig
     from hk_tune.train.data import collate, load_task, tokenize
+    from hk_tune.train.evaluate import model_inputs, row_batches
     from hk_tune.train.metrics import compute_metrics
     from hk_tune.train.model import build_model, load_tokenizer
-    from hk_tune.train.run_config import RunConfig
 
     torch.set_num_threads(args.threads)
     cfg = RunConfig.from_dict({"model": "minilm", "data": {"source": "bundled:sentiment"}})
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         predictions, references = [], []
         with torch.no_grad():
-            for rows in loop.row_batches(eval_ds, order, args.batch_size):
-                batch = loop.model_inputs(collate(rows, tokenizer.pad_token_id), "cpu")
+            for rows in row_batches(eval_ds, order, args.batch_size):
+                batch = model_inputs(collate(rows, tokenizer.pad_token_id), "cpu")
                 out = model(**batch)
                 predictions += out.logits.argmax(-1).tolist()
                 references += batch["labels"].tolist()

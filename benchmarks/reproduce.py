@@ -71,7 +71,7 @@ SWEEP_RATES = (0.05, 0.2)
 SWEEP_SEEDS = (1, 2, 3)
 MARGIN = 0.01  # one accuracy point
 PILOT_NEEDS = 2  # of the pilot seeds, whose eval loss must have turned by mid-training
-# The paper's RoBERTa-large numbers (DESIGN.md 3): the GLUE average, and SST-2 where known.
+# The paper's RoBERTa-large numbers (its Table 1): the GLUE average, and SST-2 where known.
 PAPER = {"baseline": (90.60, 95.99), "dropkey_column": (91.69, None),
          "hiddencut_element": (91.43, None), "hiddenkey_minus": (91.78, None),
          "hiddenkey": (92.01, 96.44)}
@@ -80,8 +80,8 @@ PAPER = {"baseline": (90.60, 95.99), "dropkey_column": (91.69, None),
 def run_config(task: str, row: str, seed: int, rate: float | None = None,
                eval_samples: int | None = None) -> dict:
     """The `RunConfig` dict of one run of the protocol."""
+    from hk_tune.config.run import RunConfig
     from hk_tune.dropout import PRESETS
-    from hk_tune.train.run_config import RunConfig
 
     dropout = {"preset": row}
     if rate is not None:

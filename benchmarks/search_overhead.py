@@ -70,7 +70,8 @@ def plain_loop(space_file: str, trials: int, points: list[dict]) -> None:
     started = time.perf_counter()
     import optuna
 
-    from hk_tune.search.space_file import load_space
+    from hk_tune.config.space_file import load_space
+    from hk_tune.search.space import suggest
     from hk_tune.train.loop import run_loop
     from hk_tune.train.session import LocalSession
 
@@ -85,7 +86,8 @@ def plain_loop(space_file: str, trials: int, points: list[dict]) -> None:
     def objective(trial):
         begun = time.perf_counter()
         session = LocalSession()
-        run_loop(space.run_config({**trial.params, **space.suggest(trial)}), session)
+        params = {**trial.params, **suggest(space, trial)}
+        run_loop(space.trial_config(params).to_dict(), session)
         times.append(time.perf_counter() - begun)
         return session.history[-1][space.score]
 

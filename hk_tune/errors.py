@@ -1,4 +1,5 @@
-"""The error types users see: bad input, a checkpoint that cannot be resumed, a run that diverged.
+"""The error types users see: bad input, a checkpoint that cannot be resumed, a run that diverged
+or failed.
 
 Each message is one line that names the file or section, the key and what to do.
 """
@@ -21,3 +22,9 @@ class CheckpointError(ConfigError):
 class DivergedError(RuntimeError):
     """The training loss became NaN or infinite; the message names the step and the setting to
     change. Training stops there: every later step and evaluation would be NaN too."""
+
+
+class TrainingFailedError(RuntimeError):
+    """A run that did not finish: its loss diverged, or its workers failed more often than
+    `max_failures` allows. The message is the cause in one line; the executor's own error (Ray
+    Train's, with the workers' tracebacks) is its `__cause__`."""

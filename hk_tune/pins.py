@@ -3,7 +3,8 @@
 The pins live in pyproject.toml. In a source checkout that file is read; in an installed copy
 the distribution's metadata holds the same list, as of its install. An extra (`ray[default]`)
 counts as its own requirements: without `ray[default]` there is no State API and Ray Train
-leaks the CPUs of stopped trials (DESIGN.md 5), so a missing extra is a problem like a wrong pin.
+leaks the CPUs of stopped trials (docs/design.md 4), so a missing extra is a problem like a
+wrong pin.
 """
 
 from __future__ import annotations

@@ -116,12 +116,12 @@ def ray_session():
     import ray
 
     # Set before Ray starts so that workers inherit them. The print patch: see
-    # hk_tune.train.trainer. The rest cut Train's fixed waits per run (DESIGN.md 5).
+    # hk_tune.train.trainer. The rest cut Train's fixed waits per run (docs/design.md 4).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     os.environ.setdefault("RAY_TRAIN_METRICS_ENABLED", "0")
-    os.environ.setdefault("MALLOC_ARENA_MAX", "2")  # reused Tune actors (hk_tune.search.tuner)
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")  # reused Tune actors (search/ray_runtime.py)
     ray.init(num_cpus=2)
     yield
     ray.shutdown()

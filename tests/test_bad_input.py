@@ -23,7 +23,7 @@ import yaml
 from model_folders import pickle_only_model, remote_code_model
 
 from hk_tune import cli
-from hk_tune.train.run_config import set_key
+from hk_tune.config.files import set_key
 
 # Both malformed at line 4, where a tab starts a line.
 MALFORMED = {
@@ -209,6 +209,7 @@ def nothing_starts(monkeypatch):
         patch.setattr(ray, "init", refuse("ray.init"))
         patch.setattr(ray, "is_initialized", lambda: False)
         patch.setattr("hk_tune.train.model.load_model", refuse("load_model"))
+        patch.setattr("hk_tune.train.loop.load_model", refuse("load_model"))
         yield calls
     assert ray.is_initialized() == was_running
 
@@ -237,7 +238,7 @@ def test_remote_code_runs_when_allowed(paths, tmp_path, capsys, monkeypatch):
     def started(cfg):
         raise TrainingStarted(cfg.model.name)
 
-    monkeypatch.setattr("hk_tune.train.trainer.fit", started)
+    monkeypatch.setattr("hk_tune.cli.train.fit", started)
     row = Row("allowed", "", "", train={
         "model.name": "{remote}", "model.trust_remote_code": True,
         "lora.target_modules": ["query", "value"]})

@@ -60,7 +60,7 @@ def test_bad_config_exits_2_before_training(tiny_run, tmp_path, capsys, monkeypa
     def never(cfg):
         raise AssertionError("training started on a bad config")
 
-    monkeypatch.setattr("hk_tune.train.trainer.fit", never)
+    monkeypatch.setattr("hk_tune.cli.train.fit", never)
     path = write_config(tmp_path, tiny_run())
     assert cli.main(["train", str(path), *overrides]) == 2
     captured = capsys.readouterr()

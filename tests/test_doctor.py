@@ -139,7 +139,7 @@ def test_gpu_trials_need_a_torch_that_can_use_the_gpu(tiny_models, toy_data, tmp
     assert status == 1 and "so none can start" in checks["resources"]
     # A GPU machine with this CPU-only torch: Ray would schedule GPU trials torch cannot run.
     # (The driver's GPU count is replaced; this machine has no GPU to count.)
-    monkeypatch.setattr("hk_tune.search.resources._ray_gpus", lambda: 1)
+    monkeypatch.setattr("hk_tune.search.resources.local_ray_gpus", lambda: 1)
     status, checks = doctor(capsys, str(path))
     assert status == 1
     assert f"Ray sees 1 GPU here but torch {torch.__version__} can use 0" in checks["resources"]

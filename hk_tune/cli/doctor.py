@@ -15,6 +15,7 @@ Layers hold: Ray is reached through `hk_tune.search.resources`, MLflow through
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hk_tune import pins, storage
+from hk_tune.config.files import read_yaml
+from hk_tune.config.run import load_run_config
+from hk_tune.config.space_file import STORAGE_ENV, load_space
 from hk_tune.errors import ConfigError
+from hk_tune.search.executor import cpus_per_trial, gpus_per_trial, trials_that_fit
+from hk_tune.search.resources import cluster_totals, this_machine
+from hk_tune.tracking import SearchTracker, TrackingError, resolve_tracking_uri
+from hk_tune.train.data import load_task
+from hk_tune.train.model import check_model, load_tokenizer, target_modules
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -58,7 +68,6 @@ class Target:
             return self.space.storage_path
         if self.cfg is not None:
             return self.cfg.storage_path
-        from hk_tune.search.space_file import STORAGE_ENV
 
         return os.environ.get(STORAGE_ENV, "hk_tune_runs")
 
@@ -73,14 +82,12 @@ def load_target(file: str | None, overrides: Sequence[str]) -> Target:
         if overrides:
             raise ConfigError(f"overrides {list(overrides)} need a config or space file")
         return Target(None)
-    from hk_tune.train.run_config import RunConfig, load_run_config, read_yaml
 
     raw = read_yaml(file, "config or search space")
     if isinstance(raw, dict) and any(key in raw for key in SPACE_KEYS):
-        from hk_tune.search.space_file import load_space
 
         space = load_space(file, overrides)
-        cfg = RunConfig.from_dict({**space.run_config({}), "name": space.name}, where=file)
+        cfg = dataclasses.replace(space.base, name=space.name)
         return Target(file, cfg, space)
     return Target(file, load_run_config(file, overrides))
 
@@ -116,7 +123,6 @@ def run(file: str | None, overrides: Sequence[str], address: str | None,
 
 
 def _packages() -> Check:
-    from hk_tune import pins
 
     where, requirements = pins.pinned()
     unmet = pins.problems(requirements)
@@ -132,7 +138,6 @@ def _packages() -> Check:
 
 
 def _ray(address: str | None) -> tuple[dict[str, float] | None, Check]:
-    from hk_tune.search.resources import cluster_totals, this_machine
 
     if address is None:
         # Starting local Ray costs seconds and gigabytes; what it would use is known without it.
@@ -188,7 +193,6 @@ def _fit(target: Target, totals: dict[str, float], address: str | None) -> Check
 
 def _needs(target: Target, totals: dict[str, float]) -> tuple[float, float, int]:
     if target.space is not None:
-        from hk_tune.search.executor import cpus_per_trial, gpus_per_trial, trials_that_fit
 
         space = target.space
         return cpus_per_trial(space), gpus_per_trial(space), trials_that_fit(space, totals)
@@ -202,7 +206,6 @@ def _needs(target: Target, totals: dict[str, float]) -> tuple[float, float, int]
 
 
 def _storage(storage_path: str) -> Check:
-    from hk_tune.train import storage
 
     resolved = storage.resolve(storage_path)
     fix = ("set storage_path=... (or HK_TUNE_STORAGE_PATH) to a folder this user can write, or "
@@ -241,7 +244,6 @@ def _probe_uri(uri: str) -> str:
     """Writes and deletes a small object under `uri`, through the filesystem searches use."""
     import pyarrow.fs
 
-    from hk_tune.train import storage
 
     probe = storage.join(uri, f".hk_tune_doctor_{os.getpid()}")
     try:
@@ -256,7 +258,6 @@ def _probe_uri(uri: str) -> str:
 
 
 def _tracking(tracking_uri: str | None) -> Check:
-    from hk_tune.tracking import SearchTracker, TrackingError, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     database = _new_sqlite_file(uri)
@@ -299,7 +300,6 @@ def _guarded(name: str, target: Target, check: Callable[[], str]) -> Check:
 
 
 def _model(cfg) -> str:
-    from hk_tune.train.model import check_model, load_tokenizer, target_modules
 
     model_type = check_model(cfg.model, cfg.lora)
     tokenizer = load_tokenizer(cfg.model)
@@ -309,7 +309,6 @@ def _model(cfg) -> str:
 
 
 def _data(cfg) -> str:
-    from hk_tune.train.data import load_task
 
     data = load_task(cfg.data)
     labels = f", labels {list(data.label_names)}" if data.label_names else ""

@@ -1,4 +1,5 @@
-"""Search-space files: YAML + `key=value` overrides -> a validated `Space`, before Ray starts.
+"""Search-space files: YAML + `key=value` overrides -> a validated `SearchConfig`, before Ray
+starts.
 
     space = load_space("search_spaces/quickstart.yaml", ["optim.max_steps=50"])
 
@@ -9,25 +10,31 @@ errors name the file, the key and the allowed values.
 
 from __future__ import annotations
 
-import contextlib
-import math
+import copy
+import dataclasses
 import os
 from collections.abc import Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from hk_tune.errors import ConfigError
-from hk_tune.search.space import (
+from hk_tune.config import fields
+from hk_tune.config.files import parse_override, read_yaml, set_key
+from hk_tune.config.run import SCALARS, SECTIONS, RunConfig
+from hk_tune.config.sources import source_task
+from hk_tune.config.space import (
     METRIC_SCOPES,
     OFF,
     TYPES,
     Entry,
-    Space,
+    SearchConfig,
     is_position_switch,
     walk,
 )
-from hk_tune.train.sources import source_task
+from hk_tune.config.warm_start import preset_point
+from hk_tune.dropout.pattern import PATTERNS
+from hk_tune.dropout.spec import POSITIONS, valid_keys
+from hk_tune.errors import ConfigError
+from hk_tune.train.metrics import metric_mode, selection_metric
 
 EXECUTORS = ("auto", "train", "inprocess")
 SCHEDULERS = ("none", "asha")
@@ -37,7 +44,7 @@ SETTINGS = ("fixed", "search", "metric", "metric_scope", "mode", "num_samples", 
 STORAGE_ENV = "HK_TUNE_STORAGE_PATH"  # storage_path when neither the file nor overrides set it
 
 
-def load_space(path: str | Path, overrides: Sequence[str] = ()) -> Space:
+def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SearchConfig:
     """Reads, overrides and validates a search-space file; nothing is trained or started.
 
     Overrides `key=value` set top-level settings (`num_samples=20`, `confirm.seeds=5`,
@@ -46,8 +53,6 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> Space:
     Raises:
         ConfigError: naming the file, the key and the allowed values.
     """
-    from hk_tune.train.run_config import read_yaml
-
     where = str(path)
     raw = read_yaml(path, "search space")
     if not isinstance(raw, dict):
@@ -58,10 +63,6 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> Space:
 
 def apply_space_overrides(raw: dict, overrides: Sequence[str], where: str) -> dict:
     """A copy of `raw` with each `key=value` applied (values parsed as YAML)."""
-    import copy
-
-    from hk_tune.train.run_config import parse_override
-
     raw = copy.deepcopy(raw)
     fixed = dict(raw.get("fixed") or {})
     for override in overrides:
@@ -84,21 +85,23 @@ def apply_space_overrides(raw: dict, overrides: Sequence[str], where: str) -> di
     return raw
 
 
-def build_space(raw: dict[str, Any], where: str) -> Space:
-    """Validates a parsed search-space mapping and returns the `Space`.
+def build_space(raw: dict[str, Any], where: str) -> SearchConfig:
+    """Validates a parsed search-space mapping and returns the `SearchConfig`.
+
+    Every value each entry can take is checked against `RunConfig`, and so is one point per
+    value of every entry (its nested entries and fixed values included), so that any
+    configuration the search can sample builds.
 
     Raises:
         ConfigError: an unknown key, a bad value, or a value `RunConfig` rejects.
     """
-    from hk_tune.train.run_config import RunConfig
-
     unknown = [key for key in raw if key not in SETTINGS]
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed: {list(SETTINGS)}")
-    fixed = _mapping(raw.get("fixed") or {}, f"{where}: fixed")
+    fixed = fields.mapping(raw.get("fixed") or {}, f"{where}: fixed")
     for key in fixed:
         check_path(key, f"{where}: fixed")
-    resources = _mapping(raw.get("resources") or {}, f"{where}: resources")
+    resources = fields.mapping(raw.get("resources") or {}, f"{where}: resources")
     allowed = ("num_workers", "cpus_per_worker", "gpus_per_worker")
     for key, value in resources.items():
         if key not in allowed:
@@ -107,7 +110,7 @@ def build_space(raw: dict[str, Any], where: str) -> Space:
     if resources.get("gpus_per_worker"):
         fixed["scaling.use_gpu"] = True
     base = _fixed_config(fixed, where)
-    entries = tuple(parse_entries(_mapping(raw.get("search") or {}, f"{where}: search"),
+    entries = tuple(parse_entries(fields.mapping(raw.get("search") or {}, f"{where}: search"),
                                   f"{where}: search"))
     if not entries:
         raise ConfigError(f"{where}: search: empty; give at least one searched key, e.g. "
@@ -118,51 +121,82 @@ def build_space(raw: dict[str, Any], where: str) -> Space:
         for value in entry.candidates():
             _check_value(base, entry, value, where)
 
-    metric, mode = _metric_and_mode(raw, fixed, source_task(base.data), where)
+    task = source_task(base.data.source, base.data.task)
+    metric, mode = _metric_and_mode(raw, fixed, task, where)
     fixed["metric"] = metric  # every trial tracks the best of the metric it is scored by
+    base = dataclasses.replace(base, metric=metric)
     scheduler = raw.get("scheduler") or "none"
     scheduler = scheduler if isinstance(scheduler, dict) else {"type": scheduler}
     for key in scheduler:
-        _choice(key, ("type", "grace_period", "reduction_factor"), f"{where}: scheduler key")
-    _choice(scheduler.get("type", "none"), SCHEDULERS, f"{where}: scheduler")
-    confirm = _mapping(raw.get("confirm") or {}, f"{where}: confirm")
+        fields.choice(key, ("type", "grace_period", "reduction_factor"), f"{where}: scheduler key")
+    fields.choice(scheduler.get("type", "none"), SCHEDULERS, f"{where}: scheduler")
+    confirm = fields.mapping(raw.get("confirm") or {}, f"{where}: confirm")
     for key in confirm:
-        _choice(key, ("top_k", "seeds"), f"{where}: confirm key")
+        fields.choice(key, ("top_k", "seeds"), f"{where}: confirm key")
     warm_start = raw.get("warm_start") or []
     if not isinstance(warm_start, list):
         raise ConfigError(f"{where}: warm_start: expected a list of presets, got {warm_start!r}")
-    space = Space(
+    space = SearchConfig(
         file=where,
         fixed=fixed,
+        base=base,
         entries=entries,
         metric=metric,
         mode=mode,
-        metric_scope=_choice(raw.get("metric_scope", "best"), METRIC_SCOPES,
+        metric_scope=fields.choice(raw.get("metric_scope", "best"), METRIC_SCOPES,
                              f"{where}: metric_scope"),
-        num_samples=_integer(raw.get("num_samples", 8), f"{where}: num_samples", 1),
-        max_concurrent=None if raw.get("max_concurrent") is None else _integer(
+        num_samples=fields.integer(raw.get("num_samples", 8), f"{where}: num_samples", 1),
+        max_concurrent=None if raw.get("max_concurrent") is None else fields.integer(
             raw["max_concurrent"], f"{where}: max_concurrent", 1),
         scheduler=scheduler.get("type", "none"),
-        grace_period=_integer(scheduler.get("grace_period", 1), f"{where}: scheduler.grace_period",
-                              1),
-        reduction_factor=_integer(scheduler.get("reduction_factor", 2),
+        grace_period=fields.integer(scheduler.get("grace_period", 1),
+                                    f"{where}: scheduler.grace_period", 1),
+        reduction_factor=fields.integer(scheduler.get("reduction_factor", 2),
                                   f"{where}: scheduler.reduction_factor", 2),
         resources={k: float(v) for k, v in resources.items()},
-        seed=_integer(raw.get("seed", 0), f"{where}: seed", 0),
+        seed=fields.integer(raw.get("seed", 0), f"{where}: seed", 0),
         warm_start=tuple(warm_start),
-        confirm_top_k=_integer(confirm.get("top_k", 0), f"{where}: confirm.top_k", 0),
-        confirm_seeds=_integer(confirm.get("seeds", 0), f"{where}: confirm.seeds", 0),
-        executor=_choice(raw.get("executor", "auto"), EXECUTORS, f"{where}: executor"),
+        warm_start_points=tuple(preset_point(entries, where, preset) for preset in warm_start),
+        confirm_top_k=fields.integer(confirm.get("top_k", 0), f"{where}: confirm.top_k", 0),
+        confirm_seeds=fields.integer(confirm.get("seeds", 0), f"{where}: confirm.seeds", 0),
+        executor=fields.choice(raw.get("executor", "auto"), EXECUTORS, f"{where}: executor"),
         name=str(raw.get("name")),
         # From the file or an override, else the environment (a cluster's shared storage).
         storage_path=str(raw.get("storage_path") or os.environ.get(STORAGE_ENV, "hk_tune_runs")),
     )
-    RunConfig.from_dict({**space.run_config({}), "name": space.name}, where=where)
-    for point in space.warm_start_points():
-        RunConfig.from_dict(space.run_config(point), where=f"{where}: warm_start")
-    for point in space.sample(1):
-        RunConfig.from_dict(space.run_config(point), where=f"{where}: a sample")
+    RunConfig.from_dict({**space.raw_config({}), "name": space.name}, where=where)
+    for point in space.warm_start_points:
+        RunConfig.from_dict(space.raw_config(point), where=f"{where}: warm_start")
+    for point in branch_points(entries):
+        RunConfig.from_dict(space.raw_config(point), where=f"{where}: search")
     return space
+
+
+def branch_points(entries: Sequence[Entry]) -> list[dict[str, Any]]:
+    """One point per value of every entry, nested entries included: the value taken, its
+    branch's entries each at their own values in turn, every other entry at its first value.
+    Together they take every choice and every fixed value under one."""
+    points = [_complete(entries, {})]
+    for entry in entries:
+        for value in entry.candidates():
+            for chosen in branch_points(entry.branches.get(value, ())) or [{}]:
+                points.append(_complete(entries, {**chosen, entry.name: value}))
+    return points
+
+
+def _complete(entries: Sequence[Entry], chosen: dict[str, Any]) -> dict[str, Any]:
+    """`chosen`, with every entry it leaves open at its first value, and the constants of the
+    choices taken (as the search's define-by-run function returns them)."""
+    point: dict[str, Any] = {}
+    pending = list(entries)
+    while pending:
+        entry = pending.pop(0)
+        value = chosen.get(entry.name, entry.candidates()[0])
+        point[entry.name] = value
+        pending += entry.branches.get(value, ())
+        for path, constant in entry.constants.get(value, {}).items():
+            point[path.replace(".", "/", 1)] = constant
+    return point
 
 
 def parse_entries(raw: dict[str, Any], where: str) -> list[Entry]:
@@ -174,9 +208,9 @@ def parse_entry(path: str, spec: Any, where: str) -> Entry:
     """One `path: {type: ..., ...}` entry; choices with nested entries become branches."""
     check_path(path, where)
     key = f"{where}.{path}"
-    spec = _mapping(spec, key)
+    spec = fields.mapping(spec, key)
     kind = spec.get("type")
-    _choice(kind, TYPES, f"{key}: type")
+    fields.choice(kind, TYPES, f"{key}: type")
     allowed = {"float": ("low", "high", "step"), "log_float": ("low", "high"),
                "int": ("low", "high", "step"), "categorical": ("choices",),
                "grid": ("values",)}[kind]
@@ -185,13 +219,13 @@ def parse_entry(path: str, spec: Any, where: str) -> Entry:
             raise ConfigError(f"{key}: unknown key {name!r} for type {kind}; allowed: "
                               f"{['type', *allowed]}")
     if kind in ("float", "log_float", "int"):
-        low, high = (_number(spec.get(end), f"{key}: {end}") for end in ("low", "high"))
+        low, high = (fields.number(spec.get(end), f"{key}: {end}") for end in ("low", "high"))
         if not low < high:
             raise ConfigError(f"{key}: low {low!r} must be below high {high!r}")
         if kind == "log_float" and low <= 0:
             raise ConfigError(f"{key}: low {low!r}: a log_float range needs low > 0")
         step = spec.get("step")
-        step = None if step is None else _number(step, f"{key}: step")
+        step = None if step is None else fields.number(step, f"{key}: step")
         return Entry(path, kind, low=low, high=high, step=step)
     if kind == "grid":
         values = spec.get("values")
@@ -211,7 +245,7 @@ def parse_entry(path: str, spec: Any, where: str) -> Entry:
                           f"conditional entries, got {choices!r}")
     branches, constants = {}, {}
     for choice, nested in choices.items():
-        nested = _mapping(nested or {}, f"{key}: choices.{choice}")
+        nested = fields.mapping(nested or {}, f"{key}: choices.{choice}")
         searched = {p: s for p, s in nested.items() if isinstance(s, dict)}
         branches[choice] = tuple(parse_entries(searched, f"{key}: choices.{choice}"))
         constants[choice] = {p: v for p, v in nested.items() if not isinstance(v, dict)}
@@ -222,21 +256,15 @@ def parse_entry(path: str, spec: Any, where: str) -> Entry:
 
 def check_path(path: str, where: str) -> None:
     """Raises unless `path` is a dotted RunConfig key (or a position switch)."""
-    from hk_tune.dropout.spec import POSITIONS, valid_keys
-    from hk_tune.train.data import DataConfig
-    from hk_tune.train.run_config import SCALARS, SECTIONS, RunConfig
-
     head, _, rest = path.partition(".")
-    sections = [f.name for f in fields(RunConfig)]
+    sections = [f.name for f in dataclasses.fields(RunConfig)]
     if head not in sections:
         raise ConfigError(f"{where}: unknown key {path!r}; allowed: dotted RunConfig keys "
                           f"starting with {sections}")
     if head == "dropout":
         allowed = [*valid_keys(), *POSITIONS]
-    elif head == "data":
-        allowed = [f.name for f in fields(DataConfig)]
     elif head in SECTIONS:
-        allowed = [f.name for f in fields(SECTIONS[head])]
+        allowed = [f.name for f in dataclasses.fields(SECTIONS[head])]
     else:
         allowed = []
     if head in SCALARS and rest:
@@ -251,9 +279,7 @@ def check_path(path: str, where: str) -> None:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _fixed_config(fixed: dict[str, Any], where: str):
-    from hk_tune.train.run_config import RunConfig, set_key
-
+def _fixed_config(fixed: dict[str, Any], where: str) -> RunConfig:
     raw: dict[str, Any] = {}
     for path, value in fixed.items():
         set_key(raw, path, value, f"{where}: fixed")
@@ -262,15 +288,12 @@ def _fixed_config(fixed: dict[str, Any], where: str):
 
 def _check_value(base, entry: Entry, value: Any, where: str) -> None:
     """Builds a RunConfig with `value` at `entry.path` on top of the fixed ones."""
-    from hk_tune.dropout.spec import PATTERNS
-    from hk_tune.train.run_config import RunConfig, set_key
-
     key = f"{where}: search.{entry.path}"
     if value is not None and not isinstance(value, (str, int, float, bool)):
         raise ConfigError(f"{key}: {value!r}: values must be strings, numbers or booleans")
     raw = base.to_dict()
     if is_position_switch(entry.path):
-        _choice(value, (OFF, *PATTERNS), f"{key}: choice")
+        fields.choice(value, (OFF, *PATTERNS), f"{key}: choice")
         if value != OFF:
             raw["dropout"][f"{entry.path.split('.', 1)[1]}.pattern"] = value
     else:
@@ -303,7 +326,6 @@ def _metric_and_mode(raw: dict, fixed: dict, task: str | None, where: str) -> tu
     Raises:
         ConfigError: a metric the task does not report, or a mode against its direction.
     """
-    from hk_tune.train.metrics import metric_mode, selection_metric
 
     metric = raw.get("metric") or fixed.get("metric")
     if metric is not None and not isinstance(metric, str):
@@ -320,36 +342,9 @@ def _metric_and_mode(raw: dict, fixed: dict, task: str | None, where: str) -> tu
         raise ConfigError(f"{where}: metric: {error}") from None
     known = metric_mode(metric)
     mode = raw.get("mode") or known
-    _choice(mode, ("max", "min"), f"{where}: mode")
+    fields.choice(mode, ("max", "min"), f"{where}: mode")
     if mode != known:
         raise ConfigError(f"{where}: mode: {mode!r} is not allowed for {metric}, where "
                           f"{'higher' if known == 'max' else 'lower'} is better; allowed: "
                           f"{known!r} (or leave mode out)")
     return metric, mode
-
-
-def _mapping(value: Any, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-    return dict(value)
-
-
-def _choice(value: Any, allowed: Sequence, where: str) -> Any:
-    if value not in allowed:
-        raise ConfigError(f"{where}: {value!r} is not allowed; allowed: {list(allowed)}")
-    return value
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            value = float(value)  # PyYAML reads 1e-4 (no dot) as a string
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    return value
-
-
-def _integer(value: Any, where: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where}: {value!r} is not allowed; use an integer >= {minimum}")
-    return value

@@ -4,27 +4,28 @@ evaluates first, in the space's own parameter names."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
+from hk_tune.config.space import OFF, Entry, is_position_switch
+from hk_tune.dropout.spec import PRESETS
 from hk_tune.errors import ConfigError
-from hk_tune.search.space import OFF, Entry, Space, is_position_switch
 
 
-def preset_point(space: Space, preset: str) -> dict[str, Any]:
-    """A preset of the paper's Table 1 in `space`'s parameter names.
+def preset_point(entries: Sequence[Entry], file: str, preset: str) -> dict[str, Any]:
+    """A preset of the paper's Table 1 in the parameter names of a space's `entries`.
 
     Dropout entries take the preset's values (its rates, 0.1 and λ = 1, moved to the nearest
-    value the entry allows); other entries take their middle value. Raises `ConfigError` when
-    the space cannot express the preset (e.g. it has no switch for one of its positions).
+    value the entry allows); other entries take their middle value. Raises `ConfigError`,
+    naming `file`, when the space cannot express the preset (e.g. it has no switch for one of
+    its positions).
     """
-    from hk_tune.dropout import PRESETS
-
-    where = f"{space.file}: warm_start"
+    where = f"{file}: warm_start"
     if preset not in PRESETS:
         raise ConfigError(f"{where}: unknown preset {preset!r}; allowed: {sorted(PRESETS)}")
     flat = PRESETS[preset].to_dict()
     point: dict[str, Any] = {}
-    pending = list(space.entries)
+    pending = list(entries)
     while pending:
         entry = pending.pop(0)
         key = entry.path.removeprefix("dropout.")

@@ -18,7 +18,8 @@ from typing import Any
 
 from ray.tune import Callback
 
-from hk_tune.search.space import Space
+from hk_tune.config.space import SearchConfig
+from hk_tune.search.rows import trial_status
 
 
 class TrackingCallback(Callback):
@@ -29,7 +30,7 @@ class TrackingCallback(Callback):
         space: the search space, which turns a trial's sampled config into flat params.
     """
 
-    def __init__(self, tracker, space: Space):
+    def __init__(self, tracker, space: SearchConfig):
         self.tracker = tracker
         self.space = space
         self.logged_steps: dict[str, int] = {}  # trial id -> its latest step logged
@@ -59,8 +60,6 @@ class TrackingCallback(Callback):
         self.tracker.trial_metrics(trial.trial_id, result, step)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        from hk_tune.search.results import trial_status
-
         self.tracker.trial_finished(trial.trial_id, trial_status(trial.last_result or {}))
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:

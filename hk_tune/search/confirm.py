@@ -9,71 +9,76 @@ second Tune experiment (`confirm/` in the search folder, resumable) on the same 
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 from typing import Any
 
+from hk_tune.config.space import SearchConfig
+from hk_tune.search.grid import run_grid
 from hk_tune.search.paired import paired
-from hk_tune.search.space import Space
+from hk_tune.search.rows import TrialRow
 
 CONFIRM_FOLDER = "confirm"
 
 
-def candidates(space: Space, rows: list[dict], baseline_id: str | None) -> list[dict]:
+@dataclass
+class ConfirmationRun:
+    """One extra seed of a confirmed configuration: the trial it repeats, its seed, its score
+    and last value, its evaluations and its final numbers."""
+
+    confirms: str | None
+    seed: int | None
+    value: float | None
+    last: float | None
+    history: list[dict[str, Any]]
+    final: dict[str, Any]
+
+
+def candidates(space: SearchConfig, rows: list[TrialRow],
+               baseline_id: str | None) -> list[TrialRow]:
     """The top-k completed trials, plus the baseline trial when it is not among them."""
-    done = [row for row in rows if row["status"] == "completed"]
+    done = [row for row in rows if row.status == "completed"]
     picked = done[:space.confirm_top_k]
-    baseline = next((row for row in rows if row["trial_id"] == baseline_id), None)
-    if baseline is not None and baseline not in picked and baseline["status"] == "completed":
+    baseline = next((row for row in rows if row.trial_id == baseline_id), None)
+    if baseline is not None and baseline not in picked and baseline.status == "completed":
         picked.append(baseline)
     return picked
 
 
-def extra_seeds(space: Space) -> list[int]:
+def extra_seeds(space: SearchConfig) -> list[int]:
     return [space_seed(space) + i for i in range(1, space.confirm_seeds)]
 
 
-def space_seed(space: Space) -> int:
-    return int(space.fixed.get("seed", 0))
+def space_seed(space: SearchConfig) -> int:
+    return space.base.seed
 
 
-def confirm(space: Space, picked: list[dict], folder: str) -> list[dict]:
-    """Runs every picked configuration with the extra seeds, as the grid `folder/confirm`.
-
-    Args:
-        picked: ranked rows (with `sampled` params) to confirm.
-        folder: the search folder.
-
-    Returns:
-        One dict per run: confirms (trial id), seed, metric value, history, final metrics.
-    """
-    from hk_tune.search.grid import run_grid
-
+def confirm(space: SearchConfig, picked: list[TrialRow], folder: str) -> list[ConfirmationRun]:
+    """Runs every picked configuration with the extra seeds, as the grid `folder/confirm`."""
     seeds = extra_seeds(space)
     if not picked or not seeds:
         return []
-    records = run_grid(space, folder, CONFIRM_FOLDER, [row["sampled"] for row in picked], seeds)
-    by_params = {repr(sorted(row["sampled"].items())): row["trial_id"] for row in picked}
-    return [{"confirms": by_params.get(repr(sorted(record["params"].items()))),
-             "seed": record["seed"], "value": record["value"], "last": record["last"],
-             "history": record["history"], "final": record["final"]} for record in records]
+    records = run_grid(space, folder, CONFIRM_FOLDER, [row.sampled for row in picked], seeds)
+    by_params = {repr(sorted(row.sampled.items())): row.trial_id for row in picked}
+    return [ConfirmationRun(by_params.get(repr(sorted(record.params.items()))), record.seed,
+                            record.value, record.last, record.history, record.final)
+            for record in records]
 
 
-def summarize(space: Space, picked: list[dict], runs: list[dict],
+def summarize(space: SearchConfig, picked: list[TrialRow], runs: list[ConfirmationRun],
               baseline_id: str | None) -> dict[str, Any]:
     """Median and spread of the score (`space.score`) per confirmed configuration, with the
     last evaluations' median beside it; the winner is the best median score."""
     rows = []
     for row in picked:
-        done = [run for run in runs if run["confirms"] == row["trial_id"]
-                and run["value"] is not None]
-        values = [row["metric"]] + [run["value"] for run in done]
-        last = [row.get("last")] + [run.get("last") for run in done]
-        last = [value for value in last if value is not None]
-        rows.append({"trial_id": row["trial_id"], "name": row["name"],
+        done = [run for run in runs if run.confirms == row.trial_id and run.value is not None]
+        values = [row.metric] + [run.value for run in done]
+        last = [value for value in [row.last] + [run.last for run in done] if value is not None]
+        rows.append({"trial_id": row.trial_id, "name": row.name,
                      "seeds": [space_seed(space)] + extra_seeds(space)[:len(values) - 1],
                      "values": values, "median": statistics.median(values),
                      "min": min(values), "max": max(values),
                      "last_median": statistics.median(last) if last else None,
-                     "is_baseline": row["trial_id"] == baseline_id})
+                     "is_baseline": row.trial_id == baseline_id})
     by_seed = {row["trial_id"]: dict(zip(row["seeds"], row["values"], strict=True))
                for row in rows}
     base = next((row for row in rows if row["is_baseline"]), None)

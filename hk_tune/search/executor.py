@@ -3,7 +3,7 @@
 - `inprocess`: the per-worker loop runs inside the Tune trial's own process, through
   `hk_tune.train.session.TuneSession`. With `TuneConfig(reuse_actors=True)` the trial actor, its
   imports (torch, transformers, peft) and the cached tokenizer, data and base model serve every
-  trial after the first: the trial costs its training and little else (DESIGN.md 5).
+  trial after the first: the trial costs its training and little else (docs/design.md 4).
 - `train`: the trial is a driver on a tiny CPU share that fits a Ray Train `TorchTrainer` (new
   worker processes per trial): multi-worker DDP, GPUs, clusters. The Train run is named from the
   Tune trial id, so a retried or resumed trial continues from its checkpoint.
@@ -13,7 +13,7 @@ Either way a failed trial gets the run config's `max_failures` restarts from its
 checkpoint, and no more (`tune_max_failures`).
 
 A trial's config is what Optuna sampled (nested by Ray on `/`), or, for seed confirmation,
-{"params": {...}, "seed": n}. Dicts cross the process boundary; the `Space` rebuilds the run.
+{"params": {...}, "seed": n}. Dicts cross the process boundary; the `SearchConfig` rebuilds the run.
 """
 
 from __future__ import annotations
@@ -22,13 +22,17 @@ import math
 import time
 from typing import Any
 
-from hk_tune.search.space import Space
+from hk_tune.config.run import RunConfig
+from hk_tune.config.space import SearchConfig
+from hk_tune.train.loop import run_loop
+from hk_tune.train.session import TuneSession
+from hk_tune.train.trainer import build_trainer, fit_trainer
 
 DRIVER_CPU = 0.01  # the Train driver's share: a whole CPU would deadlock a 2-core machine
 REPORT_SETTLE_S = 0.5  # Train's last report can still be in flight when fit() returns
 
 
-def choose_executor(space: Space) -> str:
+def choose_executor(space: SearchConfig) -> str:
     """The executor `space` asks for, with `auto` resolved."""
     if space.executor != "auto":
         return space.executor
@@ -37,7 +41,7 @@ def choose_executor(space: Space) -> str:
     return "inprocess" if one_cpu_worker else "train"
 
 
-def trial_resources(space: Space) -> dict[str, float]:
+def trial_resources(space: SearchConfig) -> dict[str, float]:
     """What Tune reserves for one trial under `space`'s executor."""
     cpus = space.resources.get("cpus_per_worker", 1.0)
     if choose_executor(space) == "train":
@@ -48,19 +52,19 @@ def trial_resources(space: Space) -> dict[str, float]:
     return resources
 
 
-def cpus_per_trial(space: Space) -> float:
+def cpus_per_trial(space: SearchConfig) -> float:
     """CPUs one trial occupies in all (the Train workers' own, for the `train` executor)."""
     workers = space.resources.get("num_workers", 1) if choose_executor(space) == "train" else 1
     return max(workers, 1) * space.resources.get("cpus_per_worker", 1.0)
 
 
-def gpus_per_trial(space: Space) -> float:
+def gpus_per_trial(space: SearchConfig) -> float:
     """GPUs one trial occupies in all: whole or fractional GPUs per worker, times its workers."""
     workers = space.resources.get("num_workers", 1) if choose_executor(space) == "train" else 1
     return max(workers, 1) * space.resources.get("gpus_per_worker", 0.0)
 
 
-def trials_that_fit(space: Space, cluster: dict[str, float]) -> int:
+def trials_that_fit(space: SearchConfig, cluster: dict[str, float]) -> int:
     """How many trials `cluster`'s CPUs and GPUs (Ray's resource totals) hold at once, capped
     by the space's `max_concurrent`: adding GPU nodes adds concurrency."""
     fits = math.floor(cluster.get("CPU", 1.0) / cpus_per_trial(space) + 1e-9)
@@ -70,7 +74,7 @@ def trials_that_fit(space: Space, cluster: dict[str, float]) -> int:
     return min(fits, space.max_concurrent or fits)
 
 
-def tune_max_failures(space: Space) -> int:
+def tune_max_failures(space: SearchConfig) -> int:
     """How many times Tune itself restarts a failed trial, from the trial's latest checkpoint.
 
     `inprocess`: the run config's `max_failures`. The trial's own process is the worker, and
@@ -80,23 +84,22 @@ def tune_max_failures(space: Space) -> int:
     retry the driver as well, each retry's new Train run would get `max_failures` more, and a
     trial that keeps failing would run (max_failures + 1)² times.
     """
-    from hk_tune.train.run_config import RunConfig
-
     if choose_executor(space) == "train":
         return 0
-    return RunConfig.from_dict(space.run_config({}), where=space.file).max_failures
+    return space.base.max_failures
 
 
-def trial_run_config(space: Space, config: dict[str, Any]) -> dict[str, Any]:
+def trial_run_config(space: SearchConfig, config: dict[str, Any]) -> dict[str, Any]:
     """The `RunConfig` dict of a trial: sampled params, or a confirmation's params and seed."""
     from ray.tune.utils import flatten_dict
 
     if "params" in config and "seed" in config:
-        return space.run_config(config["params"], seed=config["seed"])
-    return space.run_config(flatten_dict(config, delimiter="/"))
+        return space.trial_config(config["params"], seed=config["seed"]).to_dict()
+    return space.trial_config(flatten_dict(config, delimiter="/")).to_dict()
 
 
-def run_trial(config: dict[str, Any], space: Space, executor: str, train_storage: str) -> None:
+def run_trial(config: dict[str, Any], space: SearchConfig, executor: str,
+              train_storage: str) -> None:
     """The Tune function trainable: trains one configuration and reports every evaluation."""
     import ray.tune
 
@@ -104,8 +107,6 @@ def run_trial(config: dict[str, Any], space: Space, executor: str, train_storage
     raw["name"] = ray.tune.get_context().get_trial_id()
     raw["storage_path"] = train_storage
     if executor == "inprocess":
-        from hk_tune.train.loop import run_loop
-        from hk_tune.train.session import TuneSession
 
         raw["scaling"] = {**raw.get("scaling", {}), "num_workers": 1}
         run_loop(raw, TuneSession())
@@ -113,8 +114,6 @@ def run_trial(config: dict[str, Any], space: Space, executor: str, train_storage
 
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from hk_tune.train.run_config import RunConfig
-    from hk_tune.train.trainer import build_trainer, fit_trainer
 
     trainer = build_trainer(RunConfig.from_dict(raw, where="trial"),
                             callbacks=[TuneReportCallback()])
@@ -122,7 +121,7 @@ def run_trial(config: dict[str, Any], space: Space, executor: str, train_storage
     time.sleep(REPORT_SETTLE_S)
 
 
-def build_trainable(space: Space, train_storage: str):
+def build_trainable(space: SearchConfig, train_storage: str):
     """`run_trial` bound to `space`, with the resources its executor needs."""
     import ray.tune
 

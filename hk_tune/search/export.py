@@ -18,9 +18,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from hk_tune import storage
+from hk_tune.config.space import SearchConfig
 from hk_tune.errors import ConfigError
-from hk_tune.search.results import read_summary
-from hk_tune.train import storage
+from hk_tune.search.results import best_of, read_summary
+from hk_tune.search.rows import TrialRow
 from hk_tune.train.checkpoint import ADAPTER, ADAPTER_CONFIG
 
 EXPORT_INFO = "export.json"
@@ -40,7 +42,7 @@ def export_search(folder: str, destination: str | Path) -> Path:
         raise ConfigError(f"{destination}: exists and is not an empty folder; give a new folder "
                           "to export into (nothing there is overwritten)")
     summary = read_summary(folder)
-    best = summary["best"]
+    best = summary.best
     if not best.get("checkpoint"):
         raise ConfigError(f"{folder}: trial {best['trial_id']} ({best['name']}) kept no "
                           f"checkpoint of its best step {best.get('best_step')}; searches "
@@ -50,8 +52,8 @@ def export_search(folder: str, destination: str | Path) -> Path:
     shutil.rmtree(staging, ignore_errors=True)  # left by an export killed midway
     staging.mkdir()
     try:
-        write_adapter(checkpoint_location(best["checkpoint"], summary["path"]), staging,
-                      info(summary["name"], best, summary["metric"], summary["best_config"]))
+        write_adapter(checkpoint_location(best["checkpoint"], summary.path), staging,
+                      info(summary.name, best, summary.metric, summary.best_config))
         if destination.exists():
             destination.rmdir()  # empty, checked above
         staging.rename(destination)
@@ -61,16 +63,15 @@ def export_search(folder: str, destination: str | Path) -> Path:
     return destination
 
 
-def copy_adapter(best: dict[str, Any], destination: Path, space, best_config: dict,
+def copy_adapter(best: TrialRow, destination: Path, space: SearchConfig, best_config: dict,
                  folder: str) -> Path | None:
     """The search's own export of its winner (logged to the MLflow parent run); None when the
     trial kept no checkpoint of its best step."""
-    if not best.get("best_checkpoint"):
+    if not best.best_checkpoint:
         return None
     destination.mkdir(parents=True)
-    write_adapter(checkpoint_location(best["best_checkpoint"], folder), destination,
-                  info(space.name, {**best, "checkpoint": best["best_checkpoint"]},
-                       space.metric, best_config))
+    write_adapter(checkpoint_location(best.best_checkpoint, folder), destination,
+                  info(space.name, best_of(best), space.metric, best_config))
     return destination
 
 

@@ -3,7 +3,7 @@ passed the minimum of its eval loss and starts to rise. A search whose trials al
 point can only find that dropout slows learning, which is the commonest way a regularization
 search misleads; the search says so.
 
-    found = overfitting(rows, histories, baseline_trial_id)
+    found = overfitting(completed_trial_ids, histories, baseline_trial_id)
     for line in describe(found, "eval_accuracy"):
         print(line, file=sys.stderr)
 """
@@ -54,15 +54,15 @@ def eval_loss_turn(history: list[dict[str, Any]]) -> Turn | None:
     return Turn(float(min_loss), int(min_step), float(last_loss), int(last_step))
 
 
-def overfitting(rows: list[dict], histories: dict[str, list[dict]],
+def overfitting(completed: list[str], histories: dict[str, list[dict]],
                 baseline_trial_id: str | None) -> dict[str, Any]:
-    """Which completed trials' eval loss turned upward, and the baseline's curve.
+    """Which completed trials' eval loss turned upward, and the baseline's curve. Trials a
+    scheduler stopped early by design say nothing about the budget and are not given.
 
     Returns:
         {"completed": n, "turned": [trial ids], "baseline": the baseline's `Turn` as a dict
         (with `turned`) or None}.
     """
-    completed = [row["trial_id"] for row in rows if row["status"] == "completed"]
     turns = {trial_id: eval_loss_turn(histories.get(trial_id, [])) for trial_id in completed}
     baseline = eval_loss_turn(histories.get(baseline_trial_id, [])) if baseline_trial_id else None
     return {

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import socket
 
+from hk_tune.search.ray_internals import local_ray_gpus
+
 CONNECT_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this time is down
 
 
@@ -22,19 +24,8 @@ def this_machine() -> dict[str, float]:
     """
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"CPU": float(cpus or 1), "GPU": float(_ray_gpus()), "memory": float(memory),
+    return {"CPU": float(cpus or 1), "GPU": float(local_ray_gpus()), "memory": float(memory),
             "nodes": 1.0, "usable_GPU": float(_torch_gpus())}
-
-
-def _ray_gpus() -> int:
-    """NVIDIA GPUs as local Ray counts them: the driver's count, limited by
-    CUDA_VISIBLE_DEVICES. Ray's own accelerator manager (private, but Ray is pinned) so the
-    number is the one Ray will schedule with."""
-    from ray._private.accelerators import NvidiaGPUAcceleratorManager as Nvidia
-
-    count = Nvidia.get_current_node_num_accelerators()
-    visible = Nvidia.get_current_process_visible_accelerator_ids()
-    return min(count, len(visible)) if visible is not None else count
 
 
 def _torch_gpus() -> int:

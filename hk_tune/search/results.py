@@ -1,105 +1,111 @@
-"""What a finished search says: ranked trials, the best configuration as a `hk-tune train` YAML,
-fANOVA importances, the summary `hk-tune best` prints and the `--json` line.
-
-Trials are ranked completed first (an ASHA-stopped trial saw fewer steps), then by the metric.
+"""What a finished search says: the best configuration as a `hk-tune train` YAML, fANOVA
+importances, the summary (`summary.json`, what `hk-tune best` prints) and the `--json` line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hk_tune.search.space import Space
-from hk_tune.train import storage
+from hk_tune import storage
+from hk_tune.config.files import write_yaml
+from hk_tune.config.space import SearchConfig
+from hk_tune.errors import ConfigError
+from hk_tune.search.rows import TrialRow
+from hk_tune.search.space import distributions as space_distributions
 
 SUMMARY = "summary.json"
 BEST_CONFIG = "best_config.yaml"
 
 
-def trial_rows(space: Space, result_grid) -> tuple[list[dict], dict[str, list]]:
-    """One row per trial and each trial's history (one dict per evaluation, with `step`).
+@dataclass
+class SearchSummary:
+    """A finished search, as `summary.json` holds it.
 
-    A row holds the flat params, then `metric` (the trial's score, `space.score`: its best
-    evaluation or its last), `last` (the metric at the last evaluation), `best_step`,
-    `best_checkpoint` (the folder of the best evaluation's checkpoint, when kept), trial_id,
-    name, status, steps, time_s and error.
+    Attributes:
+        name, path, space_file: the search, its folder and the space file it ran.
+        metric, metric_scope, score, mode: what trials were scored by (`SearchConfig.score`).
+        results: the ranked trials (`TrialRow.public()` with the error's last line).
+        best: the winner: trial_id, name, metric (its score), last, best_step, checkpoint
+            (its best evaluation's, for `hk-tune export`) and params.
+        best_config, best_config_path, best_config_uri: the winner as a run config, the local
+            YAML `hk-tune train` takes, and the search folder's copy when that is a URI.
+        overfitting: which completed trials' eval loss turned (`hk_tune.search.overfit`).
+        confirmation: the seed confirmation (`hk_tune.search.confirm.summarize`), or None.
+        importances: parameter -> fANOVA importance.
+        parent_run_id, experiment_id, tracking_uri, tracking_gaps: where MLflow has it, and
+            what an outage kept out.
+        timings_s: where the search's wall time went.
     """
-    from ray.tune.utils import flatten_dict
 
-    from hk_tune.tracking import run_name
+    name: str
+    path: str
+    space_file: str
+    metric: str
+    metric_scope: str
+    score: str
+    mode: str
+    results: list[dict[str, Any]]
+    best: dict[str, Any]
+    best_config: dict[str, Any]
+    best_config_path: str
+    best_config_uri: str | None = None
+    overfitting: dict[str, Any] = field(default_factory=dict)
+    confirmation: dict[str, Any] | None = None
+    importances: dict[str, float] = field(default_factory=dict)
+    parent_run_id: str | None = None
+    experiment_id: str | None = None
+    tracking_uri: str | None = None
+    tracking_gaps: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
 
-    rows, histories = [], {}
-    for result in result_grid:
-        metrics = result.metrics or {}
-        run = _outcome(result)
-        sampled = flatten_dict(result.config or {}, delimiter="/")
-        params = space.trial_params(sampled)
-        histories[run["trial_id"]] = _history(result)
-        best_step = metrics.get("best_step")
-        rows.append({**params, "sampled": sampled, "metric": _number(metrics.get(space.score)),
-                     "last": _number(metrics.get(space.metric)), "best_step": best_step,
-                     "best_checkpoint": checkpoint_at(result, best_step),
-                     "trial_id": run["trial_id"], "name": run_name(params),
-                     "status": run["status"], "steps": metrics.get("step", 0), "time_s": round(
-                         float(metrics.get("time_total_s", 0.0)), 1),
-                     "error": run["error"]})
-    return rank(rows, space.mode), histories
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
-
-def run_records(result_grid, space: Space) -> list[dict[str, Any]]:
-    """One dict per run of a plain experiment whose configs are {"params": ..., "seed": n}
-    (seed confirmation, grids): params, seed, trial_id, status, error, value (the score,
-    `space.score`), last (the metric at the last evaluation), history (one dict of numbers per
-    evaluation) and final (the last numbers reported)."""
-    records = []
-    for result in result_grid:
-        config, metrics = result.config or {}, result.metrics or {}
-        records.append({
-            "params": config.get("params", {}), "seed": config.get("seed"), **_outcome(result),
-            "value": metrics.get(space.score), "last": metrics.get(space.metric),
-            "history": _history(result),
-            "final": {k: v for k, v in metrics.items() if _is_number(v)},
-        })
-    return records
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SearchSummary:
+        """A summary as written; keys a summary of an older hk_tune lacks take defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        raw = {k: v for k, v in raw.items() if k in names}
+        raw.setdefault("metric_scope", "last")
+        raw.setdefault("score", raw.get("metric"))
+        return cls(**raw)
 
 
-def trial_status(metrics: dict[str, Any]) -> str:
-    """"completed" when the run reached its step budget, else "stopped" (by the scheduler)."""
-    total = metrics.get("total_steps")
-    return "completed" if total is not None and metrics.get("step", 0) >= total else "stopped"
+def public_rows(rows: list[TrialRow]) -> list[dict[str, Any]]:
+    """The summary's rows: an errored trial's row says why, in the error's last line (the
+    exception the trial raised, e.g. `hk_tune.errors.DivergedError: step 3: loss is nan; ...`;
+    the traceback above it is in the trial's error.txt)."""
+    return [{**row.public(), "error": _last_line(row.error)} for row in rows]
 
 
-def rank(rows: list[dict], mode: str) -> list[dict]:
-    """Completed trials first, each group best metric first; errored and NaN last."""
-    sign = -1.0 if mode == "max" else 1.0
-
-    def key(row: dict) -> tuple:
-        value = row.get("metric")
-        missing = value is None or math.isnan(value)
-        group = {"completed": 0, "stopped": 1}.get(row["status"], 2)
-        return (missing, group, sign * (value if not missing else 0.0))
-
-    return sorted(rows, key=key)
+def best_of(row: TrialRow) -> dict[str, Any]:
+    """The summary's `best`: the winning trial."""
+    return {"trial_id": row.trial_id, "name": row.name, "metric": row.metric, "last": row.last,
+            "best_step": row.best_step, "checkpoint": row.best_checkpoint,
+            "params": row.params}
 
 
-def importances(space: Space, rows: list[dict]) -> dict[str, float]:
+def importances(space: SearchConfig, rows: list[TrialRow]) -> dict[str, float]:
     """fANOVA importance of each searched parameter (dotted path -> share), from the trials
     with a metric; {} when there are too few trials to say."""
     import optuna
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    distributions = space.distributions()
+    distributions = space_distributions(space)
     study = optuna.create_study(direction="maximize" if space.mode == "max" else "minimize")
     for row in rows:
-        value = row.get("metric")
-        if value is None or math.isnan(value):
+        if row.metric is None or math.isnan(row.metric):
             continue
-        params = {k: v for k, v in row["sampled"].items() if k in distributions}
+        params = {k: v for k, v in row.sampled.items() if k in distributions}
         study.add_trial(optuna.trial.create_trial(
-            params=params, distributions={k: distributions[k] for k in params}, value=value))
+            params=params, distributions={k: distributions[k] for k in params},
+            value=row.metric))
     try:
         found = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=space.seed))
     except (RuntimeError, ValueError):
@@ -107,32 +113,20 @@ def importances(space: Space, rows: list[dict]) -> dict[str, float]:
     return {name.replace("/", ".", 1): float(value) for name, value in found.items()}
 
 
-def describe_score(space: Space, row: dict) -> str:
+def describe_score(space: SearchConfig, row: TrialRow) -> str:
     """A trial's score in words: `best eval_accuracy 0.7667 at step 40, last 0.7533`, or the
     last value alone under `metric_scope: last`."""
     if space.metric_scope == "last":
-        return f"last {space.metric} {_fmt(row.get('metric'))}"
-    return (f"best {space.metric} {_fmt(row.get('metric'))} at step {row.get('best_step')}, "
-            f"last {_fmt(row.get('last'))}")
+        return f"last {space.metric} {_fmt(row.metric)}"
+    return (f"best {space.metric} {_fmt(row.metric)} at step {row.best_step}, "
+            f"last {_fmt(row.last)}")
 
 
-def best_run_config(space: Space, sampled: dict[str, Any], name: str) -> dict[str, Any]:
+def best_run_config(space: SearchConfig, sampled: dict[str, Any], name: str) -> dict[str, Any]:
     """The winner as a complete `RunConfig` dict that `hk-tune train` accepts."""
-    from hk_tune.train.run_config import RunConfig
-
-    raw = space.run_config(sampled)
-    cfg = RunConfig.from_dict({**raw, "name": name}, where="best configuration")
-    out = cfg.to_dict()
+    out = dataclasses.replace(space.trial_config(sampled), name=name).to_dict()
     out["storage_path"] = space.storage_path
     return out
-
-
-def write_best_config(path: str, config: dict[str, Any], header: str) -> None:
-    """Writes the `hk-tune train` YAML to `path`, a local path or an object-store URI."""
-    import yaml
-
-    comment = "".join(f"# {line}\n" for line in header.splitlines())
-    storage.write_text(path, comment + yaml.safe_dump(config, sort_keys=False))
 
 
 def local_best_config_path(name: str) -> Path:
@@ -141,34 +135,35 @@ def local_best_config_path(name: str) -> Path:
     return Path.cwd() / f"{name}_{BEST_CONFIG}"
 
 
-def write_summary(folder: str, summary: dict[str, Any]) -> None:
+def write_best_config(path: str | Path, config: dict[str, Any], header: str) -> None:
+    """The `hk-tune train` YAML, under `header` as comments (a local path or a URI)."""
+    write_yaml(path, config, header)
+
+
+def write_summary(folder: str, summary: SearchSummary) -> None:
     storage.write_text(storage.join(folder, SUMMARY),
-                       json.dumps(summary, indent=1, sort_keys=True, default=str))
+                       json.dumps(summary.to_dict(), indent=1, sort_keys=True, default=str))
 
 
-def read_summary(folder: str) -> dict[str, Any]:
+def read_summary(folder: str) -> SearchSummary:
     """The summary of the finished search in `folder` (a local path or a URI)."""
-    from hk_tune.errors import ConfigError
-
     path = storage.join(storage.resolve(folder), SUMMARY)
     if not storage.exists(path):
         raise ConfigError(f"{folder}: no finished search here (no {SUMMARY}); "
                           "give the search's folder, e.g. hk_tune_runs/quickstart")
-    return json.loads(storage.read_text(path))
+    return SearchSummary.from_dict(json.loads(storage.read_text(path)))
 
 
-def json_line(summary: dict[str, Any]) -> str:
+def json_line(summary: SearchSummary) -> str:
     """The `--json` line: best config, metric, its score key and value (with the step of the
     best evaluation), median, number of trials, path."""
-    confirmation = summary.get("confirmation") or {}
-    winner = confirmation.get("winner") or {}
+    winner = (summary.confirmation or {}).get("winner") or {}
     return json.dumps({
-        "best_config": summary["best_config"], "best_config_path": summary["best_config_path"],
-        "metric": summary["metric"], "mode": summary["mode"], "value": summary["best"]["metric"],
-        "score": summary.get("score", summary["metric"]),
-        "best_step": summary["best"].get("best_step"),
-        "median": winner.get("median"), "num_trials": len(summary["results"]),
-        "path": summary["path"], "name": summary["best"]["name"],
+        "best_config": summary.best_config, "best_config_path": summary.best_config_path,
+        "metric": summary.metric, "mode": summary.mode, "value": summary.best["metric"],
+        "score": summary.score, "best_step": summary.best.get("best_step"),
+        "median": winner.get("median"), "num_trials": len(summary.results),
+        "path": summary.path, "name": summary.best["name"],
     }, sort_keys=True, default=str)
 
 
@@ -204,49 +199,6 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def _outcome(result) -> dict[str, Any]:
-    """A Tune result's trial id, status (completed, stopped or errored) and error (its end)."""
-    metrics = result.metrics or {}
-    return {"trial_id": metrics.get("trial_id") or Path(result.path).name,
-            "status": "errored" if result.error is not None else trial_status(metrics),
-            "error": None if result.error is None else str(result.error)[-500:]}
-
-
-def _history(result) -> list[dict[str, Any]]:
-    """A run's evaluations, numbers only, one per step: a trial restarted in its own process
-    reports again the evaluations after its last registered checkpoint; the later one stays."""
-    frame = result.metrics_dataframe
-    rows = [] if frame is None else [_plain(r) for r in frame.to_dict("records")]
-    by_step: dict[Any, dict[str, Any]] = {}
-    for index, row in enumerate(rows):
-        by_step[row.get("step", f"row {index}")] = {k: v for k, v in row.items()
-                                                    if _is_number(v)}
-    return list(by_step.values())
-
-
-def checkpoint_at(result, step: Any) -> str | None:
-    """The path of the trial's kept checkpoint from the evaluation at `step`: one Tune kept
-    (the `inprocess` executor), or the Ray Train run's named in that evaluation's report
-    (`checkpoint_path`, the `train` executor)."""
-    if step is None:
-        return None
-    for checkpoint, metrics in getattr(result, "best_checkpoints", None) or []:
-        if metrics.get("step") == step:
-            return checkpoint.path
-    frame = result.metrics_dataframe
-    for row in [] if frame is None else frame.to_dict("records"):
-        if row.get("step") == step and isinstance(row.get("checkpoint_path"), str):
-            return row["checkpoint_path"]
-    return None
-
-
-def _number(value: Any) -> float:
-    return float(value) if _is_number(value) else math.nan
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _plain(row: dict) -> dict:
-    return {k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
+def _last_line(text: str | None) -> str | None:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else None

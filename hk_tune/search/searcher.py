@@ -21,6 +21,7 @@ to Optuna with the earlier trial's value (or as failed, while that trial still r
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -29,12 +30,19 @@ from typing import Any
 from ray.tune.experiment import Trial
 from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
-from ray.tune.utils.util import _load_newest_checkpoint
 
-from hk_tune.search.space import Space
+from hk_tune.config.space import SearchConfig
+from hk_tune.search.ray_internals import (
+    hold_live_trials,
+    optuna_parts,
+    replay_define_by_run,
+    restore_generator_spec,
+    set_generator_count,
+)
+from hk_tune.search.space import suggest
 
 
-def build_search(space: Space, max_concurrent: int, trials: Sequence[Trial] = ()
+def build_search(space: SearchConfig, max_concurrent: int, trials: Sequence[Trial] = ()
                  ) -> SearchGenerator:
     """OptunaSearch (seeded TPE; the space's warm-start presets first) under a concurrency
     limit, holding `trials`, the trials Tune's saved experiment has (none for a new search)."""
@@ -48,20 +56,20 @@ def build_search(space: Space, max_concurrent: int, trials: Sequence[Trial] = ()
         space, metric=space.score, mode=space.mode,
         sampler=optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=startup))
     unfinished = []
+    ot_trials, study = optuna_parts(searcher)
     for trial in trials:
-        searcher._ot_trials[trial.trial_id] = _replay(searcher, trial.evaluated_params)
+        ot_trials[trial.trial_id] = _replay(searcher, trial.evaluated_params)
         searcher.remember(trial.trial_id, trial.evaluated_params)
         if trial.status == Trial.TERMINATED:
             searcher.on_trial_complete(trial.trial_id, result=trial.last_result)
         else:  # pending, running or errored: Tune runs it again on resume
             unfinished.append(trial.trial_id)
     # The first trials of a search are its presets, in order.
-    for point in space.warm_start_points()[len(trials):]:
-        searcher._ot_study.enqueue_trial(point)
+    for point in space.warm_start_points[len(trials):]:
+        study.enqueue_trial(point)
 
     limiter = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
-    limiter.live_trials = set(unfinished)
-    limiter.num_unfinished_live_trials = len(unfinished)
+    hold_live_trials(limiter, set(unfinished))
     return RebuiltSearch(limiter, budget=space.num_samples, created=len(trials))
 
 
@@ -75,8 +83,9 @@ class DistinctOptunaSearch(OptunaSearch):
 
     MAX_DRAWS = 100  # proposals per new trial before the space counts as used up
 
-    def __init__(self, space: Space, **kwargs):
-        super().__init__(space.suggest, **kwargs)
+    def __init__(self, space: SearchConfig, **kwargs):
+        self._define_by_run = functools.partial(suggest, space)
+        super().__init__(self._define_by_run, **kwargs)
         self._search_space = space
         self._trial_of: dict[str, str] = {}  # configuration key -> the trial that has it
 
@@ -94,17 +103,14 @@ class DistinctOptunaSearch(OptunaSearch):
             if twin is None:
                 self.remember(trial_id, params)
                 return config
-            self._tell_like(self._ot_trials.pop(trial_id), twin)
+            self._tell_like(optuna_parts(self)[0].pop(trial_id), twin)
         print(f"TPE proposed only configurations the search has already tried in "
               f"{self.MAX_DRAWS} draws: no new trial is started", file=sys.stderr, flush=True)
         return Searcher.FINISHED
 
     def _key(self, params: dict) -> str:
         """The run config `params` build, in its canonical form."""
-        from hk_tune.train.run_config import RunConfig
-
-        space = self._search_space
-        config = RunConfig.from_dict(space.run_config(params), where=space.file)
+        config = self._search_space.trial_config(params)
         return json.dumps(config.to_dict(), sort_keys=True, default=str)
 
     def _tell_like(self, proposal, twin_id: str) -> None:
@@ -112,12 +118,13 @@ class DistinctOptunaSearch(OptunaSearch):
         twin is unfinished (TPE skips failed trials)."""
         from optuna.trial import TrialState
 
-        twin = self._ot_study.get_trials(deepcopy=False)[self._ot_trials[twin_id].number]
+        ot_trials, study = optuna_parts(self)
+        twin = study.get_trials(deepcopy=False)[ot_trials[twin_id].number]
         if twin.state == TrialState.COMPLETE:
-            self._ot_study.tell(proposal, twin.value)
+            study.tell(proposal, twin.value)
             outcome = f"its {self.metric} {twin.value:.4f} is reused"
         else:
-            self._ot_study.tell(proposal, state=TrialState.FAIL)
+            study.tell(proposal, state=TrialState.FAIL)
             outcome = "it is still running"
         name = ", ".join(f"{key}={value}" for key, value in sorted(proposal.params.items()))
         print(f"TPE proposed {name or 'the same point'} again, which trial {twin_id} has with "
@@ -132,24 +139,21 @@ class RebuiltSearch(SearchGenerator):
     def __init__(self, searcher: ConcurrencyLimiter, budget: int, created: int):
         super().__init__(searcher)
         self._budget = budget
-        self._counter = created  # new trials: budget - created
+        set_generator_count(self, created)  # new trials: budget - created
 
     def restore_from_dir(self, dirpath: str) -> None:
         """Takes only what to run (the experiment's spec) from the saved state, with Tune's own
         reader; the trials, Optuna's history, the concurrency limit and the count stay as built
         from the experiment's trials, which the saved searcher may not match."""
-        state = _load_newest_checkpoint(dirpath, self.CKPT_FILE_TMPL.format("*"))
-        if not state:
-            raise RuntimeError(f"{dirpath}: no {self.CKPT_FILE_TMPL.format('*')} to resume from")
-        self._experiment = state["experiment"]
-        self._total_samples = self._budget
+        restore_generator_spec(self, dirpath, self._budget)
 
 
 def _replay(searcher: OptunaSearch, params: dict[str, Any]):
     """An Optuna trial that samples exactly `params` (a trial's evaluated parameters): asked
     with the point enqueued, and the space's define-by-run function run on it, so Optuna records
     each parameter with its distribution."""
-    searcher._ot_study.enqueue_trial(params)
-    ot_trial = searcher._ot_study.ask()
-    searcher._suggest_from_define_by_run_func(searcher._space, ot_trial)
+    study = optuna_parts(searcher)[1]
+    study.enqueue_trial(params)
+    ot_trial = study.ask()
+    replay_define_by_run(searcher, searcher._define_by_run, ot_trial)
     return ot_trial

@@ -4,11 +4,12 @@ a deleted checkpoint, and checked before a resume.
 Tune saves its state (experiment_state-*.json, searcher-state-*.pkl, search_gen_state-*.json)
 into a staging folder, then copies the folder into storage_path from a background thread. By
 default it does so every 10 s or more: a search killed meanwhile loses the trials that started,
-reported or finished since (a finished trial would run again). After every step instead
-(`TUNE_GLOBAL_CHECKPOINT_S=0`, ten times a second) made each trial 15-30% slower on 2 cores:
-the driver rewrote and copied the whole state, most times unchanged, growing with the trials.
-`snapshot_on_change` saves it at the end of every step in which a trial was added, started,
-reported, checkpointed or stopped, and only then (besides Tune's own period).
+reported or finished since (a finished trial would run again). Saving after every step instead
+(`TUNE_GLOBAL_CHECKPOINT_S=0`, ten times a second) slows every trial on a small machine: the
+driver rewrites and copies the whole state, most times unchanged, growing with the trials
+(`benchmarks/search_overhead.py` measures it with that setting in its environment).
+`ray_internals.save_state_on_change` saves it at the end of every step in which a trial was
+added, started, reported, checkpointed or stopped, and only then (besides Tune's own period).
 
 pyarrow's local filesystem opens each destination file truncated and then writes it, so a search
 killed during a copy leaves an empty or partial file. `hk-tune resume` then fails to restore the
@@ -27,7 +28,7 @@ gone. Through this filesystem a checkpoint folder is deleted only once the exper
 its search folder no longer names it; until then it waits. A search killed meanwhile leaves the
 waiting folders on disk (a checkpoint or two per trial).
 
-    with snapshot_on_change():
+    with save_state_on_change():                # hk_tune.search.ray_internals
         tune.Tuner(..., run_config=tune.RunConfig(
             storage_path=folder, storage_filesystem=tune_filesystem(folder))).fit()
     check_tune_state(folder)    # before Tuner.restore: ConfigError naming a damaged file
@@ -38,7 +39,6 @@ its upload completes); a deleted checkpoint there is named until the next snapsh
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import json
 import os
@@ -52,8 +52,8 @@ import pyarrow
 import pyarrow.fs
 from fsspec.implementations.local import LocalFileSystem
 
+from hk_tune import storage
 from hk_tune.errors import ConfigError
-from hk_tune.train import storage
 
 # What Tuner.restore reads from a search folder (the newest of each is the one it uses).
 EXPERIMENT_STATE = "experiment_state-*.json"
@@ -66,29 +66,6 @@ CHECKPOINT = "checkpoint_*"  # a trial's checkpoint folder: <search>/trial_<id>/
 # driver's trials hand their checkpoints back with filesystems of their own: this is per process.
 _WAITING: dict[str, set[str]] = {}
 _WAITING_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def snapshot_on_change():
-    """While the block runs, Tune saves its state at the end of every step in which a trial
-    changed (see the module docstring).
-
-    Tune's controller marks a trial for its next snapshot whenever the trial is added, started,
-    reports, checkpoints or stops (`_trials_to_cache`); a marked trial forces the snapshot. The
-    controller has no setting for this, so its `checkpoint` method is wrapped for the block.
-    """
-    from ray.tune.execution.tune_controller import TuneController
-
-    checkpoint = TuneController.checkpoint
-
-    def on_change(controller, force: bool = False, wait: bool = False) -> None:
-        checkpoint(controller, force=force or bool(controller._trials_to_cache), wait=wait)
-
-    TuneController.checkpoint = on_change
-    try:
-        yield
-    finally:
-        TuneController.checkpoint = checkpoint
 
 
 def tune_filesystem(path: str):

@@ -15,6 +15,10 @@ METRIC_BATCH = 1000  # and at most 1000 metrics
 STEP_KEYS = ("step", "training_iteration")
 
 
+# hk_tune's trial status -> MLflow's run status.
+STATUSES = {"completed": "FINISHED", "stopped": "KILLED", "errored": "FAILED"}
+
+
 def metrics(
     values: Mapping[str, Any], step: int, timestamp: int, skip: tuple[str, ...] = ()
 ) -> list:

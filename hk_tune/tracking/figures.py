@@ -13,7 +13,7 @@ from typing import Any
 
 from hk_tune.dropout.spec import POSITIONS  # the spec module itself imports no torch
 
-# The paper's names for each position, used in titles (DESIGN.md 2.1).
+# The paper's names for each position, used in titles (docs/design.md 2.1).
 METHODS = {
     "attn_logits": "DropKey",
     "attn_weights": "DropAttention",

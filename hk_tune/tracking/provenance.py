@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 
+from hk_tune import __version__
+
 
 def provenance_tags(seed: int) -> dict[str, str]:
     """Tags of a search's parent run: `hk_tune.version`, `hk_tune.seed` and, inside a git
     checkout, `hk_tune.git_commit` (also as MLflow's own `mlflow.source.git.commit`, which the
     UI shows) and `hk_tune.git_dirty` (tracked files changed since that commit)."""
-    from hk_tune import __version__
 
     return {"hk_tune.version": __version__, "hk_tune.seed": str(seed), **_git_tags()}
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import csv
 import math
-import numbers
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from hk_tune.config.files import write_yaml
 
 # Leading columns of results.csv, in this order when present; parameters follow.
 _LEADING = ("rank", "trial_id", "name", "status", "metric", "steps", "time_s", "run_id")
@@ -53,8 +54,6 @@ def write_best_config(
     run_ids: Mapping[str, str],
 ) -> Path:
     """Writes the best configuration as YAML under a comment saying which trial it came from."""
-    import yaml
-
     if best is None:
         lines = ["Best configuration of the search (no trial finished with a metric)."]
     else:
@@ -62,17 +61,7 @@ def write_best_config(
         lines = [f"Best configuration of the search: {best.get('name') or trial}",
                  f"{metric} = {best.get('metric')} ({mode}), trial {trial}, "
                  f"MLflow run {run_ids.get(trial)}"]
-    header = "".join(f"# {line}\n" for line in lines)
-    body = yaml.safe_dump(plain(best_config), sort_keys=False, allow_unicode=True)
-    path.write_text(header + body)
-    return path
-
-
-def write_yaml(path: Path, data: Mapping[str, Any]) -> Path:
-    """Writes `data` as YAML (numpy numbers and tuples made plain)."""
-    import yaml
-
-    path.write_text(yaml.safe_dump(plain(data), sort_keys=False, allow_unicode=True))
+    write_yaml(path, best_config, "\n".join(lines))
     return path
 
 
@@ -114,21 +103,6 @@ def summary(
     lines.append("Artifacts: " + ", ".join(sorted(artifacts)))
     tags["mlflow.note.content"] = "\n\n".join(lines)
     return tags, values
-
-
-def plain(value: Any) -> Any:
-    """`value` with numpy scalars, tuples and other oddities turned into YAML-safe builtins."""
-    if isinstance(value, Mapping):
-        return {str(key): plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    return str(value)
 
 
 def _cell(value: Any) -> Any:

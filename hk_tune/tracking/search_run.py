@@ -1,4 +1,4 @@
-"""One search as MLflow runs: a parent run per search, a child run per trial (DESIGN.md 4).
+"""One search as MLflow runs: a parent run per search, a child run per trial (docs/design.md 3).
 
 The search calls `SearchTracker` from its Ray Tune callback:
 
@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
-from hk_tune.tracking import entities, reports
+from hk_tune.tracking import entities, search_report
 from hk_tune.tracking.entities import flat, now_ms
 from hk_tune.tracking.names import run_name
 from hk_tune.tracking.outage import OutageGuard, one_line
-from hk_tune.tracking.plots import draw_search_plots
 from hk_tune.tracking.provenance import provenance_tags
 from hk_tune.tracking.store import (
     TrackingError,
@@ -43,8 +40,6 @@ from hk_tune.tracking.store import (
 log = logging.getLogger(__name__)
 
 PARENT = "mlflow.parentRunId"
-# hk_tune's trial status -> MLflow's run status.
-STATUSES = {"completed": "FINISHED", "stopped": "KILLED", "errored": "FAILED"}
 
 
 class SearchTracker:
@@ -61,12 +56,12 @@ class SearchTracker:
         if is_remote(self.tracking_uri):
             use_short_http_timeouts()
         self.parent_run_id: str | None = None
-        self._guard = OutageGuard(self.tracking_uri)
+        self.guard = OutageGuard(self.tracking_uri)
         self._client_: Any = None
         self._experiment_id: str | None = None
         self._fixed: dict[str, str] = {}
-        self._runs: dict[str, str] = {}  # trial id -> child run id
-        self._names: dict[str, str] = {}  # trial id -> run name
+        self.runs: dict[str, str] = {}  # trial id -> child run id
+        self.names: dict[str, str] = {}  # trial id -> run name
         self._waiting: set[str] = set()  # trials whose child run is queued, not yet created
         self._logged: dict[str, dict[str, float]] = {}  # trial id -> latest metrics, on attach
 
@@ -99,7 +94,7 @@ class SearchTracker:
         """
         run_tags = {"hk_tune.kind": "search", **provenance_tags(seed), **(tags or {})}
         self._fixed = dict(flat(fixed))
-        client = self._client()
+        client = self.client()
         try:
             run = client.create_run(self._experiment(), tags=run_tags, run_name=name)
             self.parent_run_id = run.info.run_id
@@ -119,15 +114,15 @@ class SearchTracker:
     def attach_search(self, parent_run_id: str) -> None:
         """Continues an existing parent run (for `hk-tune resume`): its children are reused."""
         try:
-            client = self._client()
+            client = self.client()
             parent = client.get_run(parent_run_id)
             self._experiment_id = parent.info.experiment_id
             self.parent_run_id = parent_run_id
             self._fixed = dict(parent.data.params)
-            for child in self._children(trials_only=True):
+            for child in self.children(trials_only=True):
                 trial_id = child.data.tags["hk_tune.trial_id"]
-                self._runs[trial_id] = child.info.run_id
-                self._names[trial_id] = child.info.run_name
+                self.runs[trial_id] = child.info.run_id
+                self.names[trial_id] = child.info.run_name
                 self._logged[trial_id] = dict(child.data.metrics)
             client.update_run(parent_run_id, status="RUNNING")
         except Exception as error:
@@ -148,10 +143,10 @@ class SearchTracker:
         Returns:
             The child run id, or "" when the store is unreachable (the run is created on retry).
         """
-        self._parent()
-        self._names[trial_id] = name or run_name(params)
+        self.parent()
+        self.names[trial_id] = name or run_name(params)
         values = {**self._fixed, **dict(flat(params))}
-        run_id = self._guard.call(f"start of trial {trial_id}",
+        run_id = self.guard.call(f"start of trial {trial_id}",
                                   lambda: self._open_trial(trial_id, values))
         if run_id is None:
             self._waiting.add(trial_id)
@@ -167,7 +162,7 @@ class SearchTracker:
         batch = entities.metrics(metrics, step, now_ms())
         if batch:
             self._on_trial(trial_id, f"metrics of trial {trial_id} at step {step}",
-                           lambda run_id: self._client().log_batch(run_id, metrics=batch))
+                           lambda run_id: self.client().log_batch(run_id, metrics=batch))
 
     def trial_finished(self, trial_id: str, status: str, reason: str | None = None) -> None:
         """Ends a trial's run.
@@ -178,16 +173,16 @@ class SearchTracker:
                 KILLED) or "errored" (run FAILED, `reason` in tag `hk_tune.error`).
             reason: why it errored.
         """
-        if status not in STATUSES:
-            raise ValueError(f"status {status!r} is not one of {sorted(STATUSES)}")
+        if status not in entities.STATUSES:
+            raise ValueError(f"status {status!r} is not one of {sorted(entities.STATUSES)}")
         tags = {"hk_tune.status": status}
         if reason:
             tags["hk_tune.error"] = reason[-entities.MAX_VALUE:]  # a traceback's end says most
         end_ms = now_ms()
 
         def end(run_id: str) -> None:
-            self._client().log_batch(run_id, tags=entities.tags(tags))
-            self._client().set_terminated(run_id, status=STATUSES[status], end_time=end_ms)
+            self.client().log_batch(run_id, tags=entities.tags(tags))
+            self.client().set_terminated(run_id, status=entities.STATUSES[status], end_time=end_ms)
 
         self._on_trial(trial_id, f"end of trial {trial_id} ({status})", end)
 
@@ -212,7 +207,7 @@ class SearchTracker:
         Returns:
             The run id, or "" when the store is unreachable (logged on retry).
         """
-        self._parent()
+        self.parent()
         name = f"{run_name(params)} seed={seed}"
         values = {**self._fixed, **dict(flat(params)), "seed": str(seed)}
         now = now_ms()
@@ -224,17 +219,17 @@ class SearchTracker:
         batch += entities.metrics(final, max((step for step, _ in rows), default=0), now + 1)
 
         def log() -> str:
-            client = self._client()
-            found = self._children(
+            client = self.client()
+            found = self.children(
                 {"hk_tune.confirms": confirms_trial_id, "hk_tune.seed": str(seed)}
             )
             if found and found[0].info.status == "FINISHED":
                 return found[0].info.run_id  # logged in full before a resume
-            tags = {PARENT: self._parent(), "hk_tune.kind": "confirmation",
+            tags = {PARENT: self.parent(), "hk_tune.kind": "confirmation",
                     "hk_tune.confirms": confirms_trial_id, "hk_tune.seed": str(seed),
                     "hk_tune.status": "completed"}
-            if confirms_trial_id in self._runs:
-                tags["hk_tune.confirms_run"] = self._runs[confirms_trial_id]
+            if confirms_trial_id in self.runs:
+                tags["hk_tune.confirms_run"] = self.runs[confirms_trial_id]
             run_id = (found[0].info.run_id if found
                       else client.create_run(self._experiment(), tags=tags,
                                              run_name=name).info.run_id)
@@ -244,92 +239,14 @@ class SearchTracker:
             client.set_terminated(run_id, status="FINISHED")
             return run_id
 
-        return self._guard.call(f"confirmation of {confirms_trial_id} seed {seed}", log) or ""
+        return self.guard.call(f"confirmation of {confirms_trial_id} seed {seed}", log) or ""
 
     # -- end ---------------------------------------------------------------------------------
 
-    def finish_search(
-        self,
-        results: list[dict[str, Any]],
-        best_config: dict[str, Any],
-        metric: str,
-        mode: str,
-        importances: dict[str, float] | None = None,
-        histories: dict[str, list[dict[str, Any]]] | None = None,
-        baseline_trial_id: str | None = None,
-        best_trial_id: str | None = None,
-        confirmation: dict[str, Any] | None = None,
-        folders: list[Path] = (),
-    ) -> list[str]:
-        """Logs the search's artifacts and summary to the parent run and ends it.
-
-        Calls that failed during the search are retried once here, first.
-
-        Args:
-            results: one dict per trial, best first (trial_id, name, status, params..., metric,
-                steps, time_s).
-            best_config: the winning configuration, written as best_config.yaml.
-            metric: the metric's name; mode: "max" or "min".
-            importances: parameter -> fANOVA importance, plotted as importances.png/.html.
-            histories: trial id -> per-step metric dicts, for curves.png/.html.
-            baseline_trial_id: the trial with every dropout off, drawn in the plots.
-            best_trial_id: the winner; default the first of `results`.
-            confirmation: the seed-confirmation summary, written as confirmation.yaml.
-            folders: folders logged whole under their own names (the best trial's adapter).
-
-        Returns:
-            The artifact paths that reached the parent run.
-        """
-        parent = self._parent()
-        self._guard.retry()
-        self._guard.call("settling the trials' runs", lambda: self._settle_trials(results))
-        names = {**self._names, **{r["trial_id"]: r["name"] for r in results if r.get("name")}}
-        # Rows without a name get the run's, so the table reads like the UI.
-        results = [{**r, "name": r.get("name") or names.get(r.get("trial_id"), "")}
-                   for r in results]
-        best_trial_id = best_trial_id or (results[0].get("trial_id") if results else None)
-        best = next((r for r in results if r.get("trial_id") == best_trial_id), None)
-        logged: list[str] = []
-        with tempfile.TemporaryDirectory(prefix="hk_tune_artifacts_") as tmp:
-            folder = Path(tmp)
-            files = [reports.write_results(folder / "results.csv", results, metric, self._runs),
-                     reports.write_best_config(folder / "best_config.yaml", best_config, best,
-                                               metric, mode, self._runs)]
-            if confirmation:
-                files.append(reports.write_yaml(folder / "confirmation.yaml", confirmation))
-            drawn, failed = draw_search_plots(
-                folder, results, metric, mode, importances or {}, histories or {},
-                best_trial_id, baseline_trial_id, names,
-            )
-            files += drawn
-            for plot, error in failed.items():  # a plot never costs the search its results
-                self._guard.lost(f"plot {plot}", one_line(error))
-            for path in files:
-                self._guard.call(f"artifact {path.name}", self._artifact(parent, path, logged))
-            for path in folders:
-                self._guard.call(f"artifact folder {path.name}",
-                                 self._artifact(parent, path, logged, folder=True))
-            summary = reports.summary(results, best, metric, mode, self._runs, confirmation,
-                                      [path.name for path in files])
-            self._guard.call("summary of the search", lambda: self._summarize(parent, *summary))
-            self._guard.retry()  # the end's own failures get their one retry too
-            lines = self._guard.lines()
-            if lines:
-                self._report_gaps(parent, folder, lines, logged)
-        return logged
-
-    def log_files(self, paths: list[Path]) -> list[str]:
-        """Logs extra files (a report, a figure) to the search's parent run, finished or not.
-
-        Returns:
-            The names of the files that reached it; the others are in `gaps()`.
-        """
-        parent = self._parent()
-        logged: list[str] = []
-        for path in paths:
-            self._guard.call(f"artifact {Path(path).name}",
-                             self._artifact(parent, Path(path), logged))
-        return logged
+    # The report at the end is a room of its own (search_report.py); its functions take the
+    # tracker first, so they serve as its methods.
+    finish_search = search_report.finish_search
+    log_files = search_report.log_files
 
     @property
     def experiment_id(self) -> str | None:
@@ -346,34 +263,34 @@ class SearchTracker:
 
     def gaps(self) -> list[str]:
         """What could not be logged when it happened (outage), one line each, with its fate."""
-        return self._guard.lines()
+        return self.guard.lines()
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _client(self) -> Any:
+    def client(self) -> Any:
         if self._client_ is None:
             from mlflow import MlflowClient
 
             self._client_ = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client_
 
-    def _parent(self) -> str:
+    def parent(self) -> str:
         if self.parent_run_id is None:
             raise RuntimeError("call start_search or attach_search first")
         return self.parent_run_id
 
     def _experiment(self) -> str:
         if self._experiment_id is None:
-            self._experiment_id = experiment_for(self._client(), self.experiment,
+            self._experiment_id = experiment_for(self.client(), self.experiment,
                                                  self.tracking_uri)
         return self._experiment_id
 
-    def _children(self, tags: Mapping[str, str] | None = None, trials_only: bool = False) -> list:
-        terms = [f"tags.`{PARENT}` = '{self._parent()}'"]
+    def children(self, tags: Mapping[str, str] | None = None, trials_only: bool = False) -> list:
+        terms = [f"tags.`{PARENT}` = '{self.parent()}'"]
         terms += [f"tags.`{key}` = '{value}'" for key, value in (tags or {}).items()]
         runs, token = [], None
         while True:
-            page = self._client().search_runs(
+            page = self.client().search_runs(
                 [self._experiment()], " AND ".join(terms), max_results=1000, page_token=token
             )
             runs += [r for r in page if not trials_only or "hk_tune.trial_id" in r.data.tags]
@@ -382,16 +299,16 @@ class SearchTracker:
                 return runs
 
     def _open_trial(self, trial_id: str, params: dict[str, str]) -> str:
-        client = self._client()
-        run_id = self._runs.get(trial_id)
+        client = self.client()
+        run_id = self.runs.get(trial_id)
         if run_id is None:
-            found = self._children({"hk_tune.trial_id": trial_id})
+            found = self.children({"hk_tune.trial_id": trial_id})
             run_id = found[0].info.run_id if found else None
         if run_id is None:
-            tags = {PARENT: self._parent(), "hk_tune.kind": "trial", "hk_tune.trial_id": trial_id,
+            tags = {PARENT: self.parent(), "hk_tune.kind": "trial", "hk_tune.trial_id": trial_id,
                     "hk_tune.status": "running"}
             run_id = client.create_run(self._experiment(), tags=tags,
-                                       run_name=self._names[trial_id]).info.run_id
+                                       run_name=self.names[trial_id]).info.run_id
             self._log_params(run_id, params)
         else:  # a resumed or retried trial: same run, running again, only new params added
             run = client.get_run(run_id)
@@ -400,72 +317,22 @@ class SearchTracker:
             if "hk_tune.error" in run.data.tags:
                 client.delete_tag(run_id, "hk_tune.error")
             self._log_params(run_id, {k: v for k, v in params.items() if k not in run.data.params})
-        self._runs[trial_id] = run_id
+        self.runs[trial_id] = run_id
         self._waiting.discard(trial_id)
         return run_id
 
     def _on_trial(self, trial_id: str, what: str, fn: Callable[[str], object]) -> None:
         """Runs `fn(run_id)` for a trial; queues it while the trial's run is still queued."""
-        if trial_id not in self._runs and trial_id not in self._waiting:
+        if trial_id not in self.runs and trial_id not in self._waiting:
             # Never started here (e.g. it failed before Tune reported its start): a bare run.
             self.trial_started(trial_id, {}, name=trial_id)
-        if trial_id in self._runs:
-            self._guard.call(what, lambda: fn(self._runs[trial_id]))
+        if trial_id in self.runs:
+            self.guard.call(what, lambda: fn(self.runs[trial_id]))
         else:
-            self._guard.defer(what, "its trial's run is not created yet",
-                              lambda: fn(self._runs[trial_id]))
-
-    def _settle_trials(self, results: list[dict[str, Any]]) -> None:
-        """Makes the child runs agree with the search's trials, which matters after a resume.
-
-        A search killed just after a trial's run was created, before Tune saved that trial in
-        its state, resumes without it (the searcher suggests another): that run is an orphan,
-        ended as KILLED and deleted (MLflow keeps deleted runs restorable). A trial whose end
-        never reached MLflow before the kill is ended with its final status.
-        """
-        statuses = {row["trial_id"]: row["status"] for row in results if row.get("trial_id")}
-        client = self._client()
-        for run in self._children(trials_only=True):
-            trial_id, run_id = run.data.tags["hk_tune.trial_id"], run.info.run_id
-            if trial_id not in statuses:
-                client.set_tag(run_id, "hk_tune.status", "orphaned")
-                client.set_terminated(run_id, status="KILLED")
-                client.delete_run(run_id)
-                self._runs.pop(trial_id, None)
-            elif run.info.status == "RUNNING" and statuses[trial_id] in STATUSES:
-                client.set_tag(run_id, "hk_tune.status", statuses[trial_id])
-                client.set_terminated(run_id, status=STATUSES[statuses[trial_id]])
+            self.guard.defer(what, "its trial's run is not created yet",
+                              lambda: fn(self.runs[trial_id]))
 
     def _log_params(self, run_id: str, params: Mapping[str, str]) -> None:
         for chunk in entities.chunks(entities.params(params), entities.BATCH):
-            self._client().log_batch(run_id, params=chunk)
-
-    def _artifact(self, run_id: str, path: Path, logged: list[str],
-                  folder: bool = False) -> Callable[[], None]:
-        def log_one() -> None:
-            if folder:
-                self._client().log_artifacts(run_id, str(path), artifact_path=path.name)
-            else:
-                self._client().log_artifact(run_id, str(path))
-            logged.append(path.name)
-
-        return log_one
-
-    def _summarize(self, parent: str, tags: dict[str, str], metrics: dict[str, Any]) -> None:
-        client = self._client()
-        for chunk in entities.chunks(entities.tags(tags), entities.BATCH):
-            client.log_batch(parent, tags=chunk)
-        client.log_batch(parent, metrics=entities.metrics(metrics, 0, now_ms()))
-        client.set_terminated(parent, status="FINISHED")
-
-    def _report_gaps(self, parent: str, folder: Path, lines: list[str], logged: list[str]) -> None:
-        # Best effort and not queued: this is the report of what the queue could not do.
-        path = folder / "tracking_gaps.txt"
-        path.write_text("\n".join(lines) + "\n")
-        try:
-            self._client().set_tag(parent, "hk_tune.tracking_gaps", str(len(lines)))
-            self._client().log_artifact(parent, str(path))
-            logged.append(path.name)
-        except Exception as error:
-            log.warning("could not log the tracking gaps: %s", one_line(error))
+            self.client().log_batch(run_id, params=chunk)
 

@@ -1,8 +1,8 @@
-"""Tasks and their data: the `data:` config, loading and checking rows, and (re-exported from
-`hk_tune.train.encoding`) tokenizing and batching them.
+"""Tasks and their data: loading and checking rows, and (re-exported from
+`hk_tune.train.encoding`) tokenizing and batching them. The `data:` section itself is
+`hk_tune.config.sections.DataConfig`.
 
-    cfg = DataConfig.from_dict({"source": "reviews.csv", "task": "classification",
-                                "text": "review", "label": "stars"})
+    cfg = DataConfig(source="reviews.csv", task="classification", text="review", label="stars")
     data = load_task(cfg)                        # every input problem is a ConfigError here
     train, eval = tokenize(data, tokenizer, cfg.max_length)
     loader = DataLoader(train, batch_size=16, collate_fn=partial(collate, pad_token_id=pad_id))
@@ -15,155 +15,24 @@ a config stays cheap.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+from hk_tune.config.sections import DataConfig
+from hk_tune.config.sources import BUNDLED, GLUE, is_local
 from hk_tune.errors import ConfigError
-from hk_tune.train.encoding import IGNORE_INDEX, collate, ensure_pad_token, tokenize
-from hk_tune.train.sources import BUNDLED, GLUE, SOURCE_FORMS, Splits, is_local, read_splits
+from hk_tune.tasks import IGNORE_INDEX, TASKS
+from hk_tune.train.encoding import collate, ensure_pad_token, tokenize
+from hk_tune.train.sources import Splits, read_splits
+from hk_tune.train.task import TaskData
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
 __all__ = [
-    "BUNDLED", "GLUE", "IGNORE_INDEX", "TASK_TYPES", "ConfigError", "DataConfig", "TaskData",
+    "BUNDLED", "GLUE", "IGNORE_INDEX", "TASKS", "ConfigError", "DataConfig", "TaskData",
     "collate", "ensure_pad_token", "load_task", "tokenize",
 ]
 
-TASK_TYPES = ("classification", "regression", "causal_lm")
-
-
-class _FieldError(ConfigError):
-    """A bad value of one DataConfig field; `from_dict` re-raises it under the caller's name."""
-
-    def __init__(self, key: str, detail: str):
-        super().__init__(f"DataConfig.{key}: {detail}")
-        self.key, self.detail = key, detail
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """What to train and evaluate on (the `data:` section of a run config).
-
-    Attributes:
-        source: "bundled:<name>", "glue:<task>", "e2e_nlg", a local .csv/.tsv/.json/.jsonl/.parquet
-            file (optionally .gz; a "{split}" in the path is replaced by the split names), or a
-            `datasets.save_to_disk` folder.
-        task: one of TASK_TYPES; bundled and hub sources define it, local sources must give it.
-        text, text_pair, label: source columns for classification and regression (local only).
-        prompt, target: source columns for causal_lm (local only).
-        label_names: class names in id order, for string labels or to name integer ids; when
-            None, the sorted unique string labels (or 0..max id) of train and eval together.
-        train_split, eval_split: split names; a single file or Dataset folder has no splits, so
-            its eval set is a holdout of eval_fraction of its rows instead.
-        eval_fraction: size of that holdout.
-        max_train_samples, max_eval_samples: a seeded random subset, for quick runs.
-        max_length: tokens per example after truncation.
-        seed: drives the holdout and the subsets. Keep it fixed across the trials of a search so
-            every trial is scored on the same examples; the training seed is a separate knob.
-    """
-
-    source: str = "bundled:snli"
-    task: str | None = None
-    text: str = "text"
-    text_pair: str | None = None
-    label: str = "label"
-    prompt: str = "prompt"
-    target: str = "target"
-    label_names: tuple[str, ...] | None = None
-    train_split: str = "train"
-    eval_split: str = "validation"
-    eval_fraction: float = 0.1
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    max_length: int = 128
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.label_names, list):  # YAML gives lists; keep the value hashable
-            object.__setattr__(self, "label_names", tuple(self.label_names))
-        for key, allowed in _TYPES.items():
-            value = getattr(self, key)
-            if not (value is None and None in allowed) and not (
-                type(value) in allowed or (float in allowed and type(value) is int)
-            ):
-                names = " or ".join("null" if t is None else t.__name__ for t in allowed)
-                raise _FieldError(key, f"{value!r} is not a {names}")
-        if not self.source:
-            raise _FieldError("source", f"empty; allowed: {SOURCE_FORMS}")
-        if self.task is not None and self.task not in TASK_TYPES:
-            raise _FieldError("task", f"{self.task!r}; allowed: {', '.join(TASK_TYPES)}")
-        names = self.label_names
-        if names is not None and (
-            not names or len(set(names)) != len(names) or not all(isinstance(n, str) for n in names)
-        ):
-            raise _FieldError("label_names", f"{names!r}; must be distinct strings, at least one")
-        if not 0 < self.eval_fraction < 1:
-            raise _FieldError("eval_fraction", f"{self.eval_fraction!r}; allowed: 0 < x < 1")
-        for key in ("max_train_samples", "max_eval_samples"):
-            if getattr(self, key) is not None and getattr(self, key) < 1:
-                raise _FieldError(key, f"{getattr(self, key)!r}; allowed: null or >= 1")
-        if self.max_length < 2:
-            raise _FieldError("max_length", f"{self.max_length!r}; allowed: >= 2")
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "data") -> DataConfig:
-        """Builds a config from a plain mapping (a YAML section, a Ray trial's dict).
-
-        Args:
-            d: key -> value; keys are the field names.
-            where: how messages name the section, e.g. "run.yaml: data".
-
-        Raises:
-            ConfigError: an unknown key (with the valid ones) or a bad value.
-        """
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"{where}: expected a mapping of keys, got {type(d).__name__}")
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(valid), key=str)
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(valid)}"
-            )
-        try:
-            return cls(**d)
-        except _FieldError as e:
-            raise ConfigError(f"{where}.{e.key}: {e.detail}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values (label_names as a list) that `from_dict` reads back."""
-        d = asdict(self)
-        if d["label_names"] is not None:
-            d["label_names"] = list(d["label_names"])
-        return d
-
-
-_TYPES: dict[str, tuple] = {
-    "source": (str,), "task": (str, None), "text": (str,), "text_pair": (str, None),
-    "label": (str,), "prompt": (str,), "target": (str,), "label_names": (tuple, None),
-    "train_split": (str,), "eval_split": (str,), "eval_fraction": (float,),
-    "max_train_samples": (int, None), "max_eval_samples": (int, None), "max_length": (int,),
-    "seed": (int,),
-}
-
-
-@dataclass
-class TaskData:
-    """A loaded, checked task.
-
-    Attributes:
-        task: one of TASK_TYPES.
-        num_labels: classes for classification; 1 for regression; 0 for causal_lm.
-        label_names: class names in id order; () for regression and causal_lm.
-        train, eval: normalized rows: text (+ text_pair) + label, or prompt + target.
-    """
-
-    task: str
-    num_labels: int
-    label_names: tuple[str, ...]
-    train: Dataset
-    eval: Dataset
 
 
 def load_task(cfg: DataConfig) -> TaskData:
@@ -183,7 +52,7 @@ def load_task(cfg: DataConfig) -> TaskData:
     """
     if cfg.task is None and is_local(cfg.source):
         raise ConfigError(f"data.task is required for local source {cfg.source!r}; allowed: "
-                          f"{', '.join(TASK_TYPES)}")
+                          f"{', '.join(TASKS)}")
     splits = read_splits(cfg)
     task = splits.schema.task if cfg.task is None else cfg.task
     if task != splits.schema.task:

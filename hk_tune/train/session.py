@@ -4,7 +4,7 @@
 
 - `TrainSession`: a Ray Train worker (`train_fn_per_worker`); DDP, GPUs, clusters.
 - `TuneSession`: one process inside a Tune trial, the search's fast path for single-worker CPU
-  trials (DESIGN.md 5). With actor reuse, the tokenizer, the tokenized data and the base model
+  trials (docs/design.md 4). With actor reuse, the tokenizer, the tokenized data and the base model
   stay in a module-level cache across trials; each trial gets a deep copy of the base model with
   its new task head initialized afresh from the trial's seed.
 - `LocalSession`: the loop in this process with no Ray at all (benchmarks, notebooks, a GPU

@@ -11,11 +11,14 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hk_tune.errors import CheckpointError, ConfigError, DivergedError
-from hk_tune.train import storage
+from hk_tune import storage
+from hk_tune.config.run import RunConfig
+from hk_tune.config.sources import source_task
+from hk_tune.errors import CheckpointError, ConfigError, DivergedError, TrainingFailedError
+from hk_tune.train.data import load_task
+from hk_tune.train.loop import train_fn_per_worker
 from hk_tune.train.metrics import metric_mode, selection_metric
-from hk_tune.train.run_config import RunConfig
-from hk_tune.train.sources import source_task
+from hk_tune.train.model import check_model
 
 if TYPE_CHECKING:
     from ray.train import Result
@@ -52,8 +55,6 @@ def check(cfg: RunConfig) -> None:
     Raises:
         ConfigError: naming the key and what is wrong.
     """
-    from hk_tune.train.data import load_task
-    from hk_tune.train.model import check_model
 
     check_model(cfg.model, cfg.lora)
     task = load_task(cfg.data).task
@@ -65,7 +66,7 @@ def check(cfg: RunConfig) -> None:
 
 def storage_folder(cfg: RunConfig) -> str:
     """An absolute local path (Ray workers run in their own working directories) or the
-    object-store URI as given, which Ray Train opens itself (`hk_tune.train.storage`)."""
+    object-store URI as given, which Ray Train opens itself (`hk_tune.storage`)."""
     return storage.resolve(cfg.storage_path)
 
 
@@ -79,14 +80,13 @@ def build_trainer(cfg: RunConfig, callbacks: list | None = None) -> TorchTrainer
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from hk_tune.train.loop import train_fn_per_worker
 
     # Ray Train routes workers' print() through its logger, which also leaks text that libraries
     # capture from stdout (dill's disassembly inside `datasets` fingerprinting) and prints each
     # line twice; plain stdout/stderr forwarding is enough. Ray propagates this to the workers.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     scaling = cfg.scaling
-    metric = selection_metric(source_task(cfg.data), cfg.metric)
+    metric = selection_metric(source_task(cfg.data.source, cfg.data.task), cfg.metric)
     resources = {"CPU": scaling.cpus_per_worker}
     if scaling.use_gpu:
         resources["GPU"] = scaling.gpus_per_worker or 1
@@ -144,15 +144,17 @@ def fit(cfg: RunConfig) -> RunResult:
     Raises:
         CheckpointError: as `fit_trainer`; a `ConfigError`, so `hk-tune train` reports it as
             one line with exit status 2.
-        ray.train.TrainingFailedError: the run failed; a diverged loss is one too, with
-            `DivergedError`'s one line as its message (`hk-tune train`: exit status 1).
+        TrainingFailedError: the run failed, a diverged loss included, with the cause in one
+            line (`hk-tune train`: exit status 1).
     """
     import ray.train
 
     try:
         result = fit_trainer(build_trainer(cfg))
     except DivergedError as error:
-        raise ray.train.TrainingFailedError(str(error)) from error
+        raise TrainingFailedError(str(error)) from error
+    except ray.train.TrainingFailedError as error:
+        raise TrainingFailedError(" ".join(str(error).split())[:500]) from error
     history = []
     if result.metrics_dataframe is not None:
         rows = result.metrics_dataframe.to_dict("records")

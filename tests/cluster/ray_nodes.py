@@ -123,6 +123,6 @@ def wait_for_nodes(nodes: RayNodes, count: int) -> None:
 
 def node_env() -> dict[str, str]:
     """The environment of the nodes and the search: local auth off, quieter Train."""
-    from hk_tune.search.tuner import RAY_ENV
+    from hk_tune.search.ray_runtime import RAY_ENV
 
     return {**os.environ, **RAY_ENV, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from hk_tune.config.space_file import load_space
 from hk_tune.search.executor import choose_executor, trial_resources, trials_that_fit
-from hk_tune.search.space_file import load_space
 
 QUICKSTART = Path(__file__).parents[2] / "search_spaces" / "quickstart.yaml"
 
@@ -34,9 +34,8 @@ def test_concurrency_follows_the_clusters_gpus(overrides, cluster, expected):
 def test_gpu_trials_ask_for_fractional_gpus_per_worker():
     space = load_space(QUICKSTART, ["resources.gpus_per_worker=0.5"])
     assert choose_executor(space) == "train"  # GPUs go through Ray Train's workers
-    from hk_tune.train.run_config import RunConfig
 
-    scaling = RunConfig.from_dict(space.run_config({})).scaling
+    scaling = space.base.scaling
     assert scaling.use_gpu and scaling.gpus_per_worker == 0.5
     assert trial_resources(space) == {"cpu": 0.01}  # the driver; the worker holds the GPU
 

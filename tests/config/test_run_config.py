@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 import hk_tune
+from hk_tune.config.files import apply_overrides
+from hk_tune.config.run import RunConfig, load_run_config
 from hk_tune.dropout import PRESETS, DropoutSpec
 from hk_tune.errors import ConfigError
-from hk_tune.train.run_config import RunConfig, apply_overrides, load_run_config
 
 CONFIGS = sorted((Path(hk_tune.__file__).parent / "configs").glob("*.yaml"))
 

@@ -88,15 +88,14 @@ def test_restarts_are_given_once(tmp_path, tiny_models, toy_data, executor, tune
     `train` executor (Tune then retries nothing), Tune's for `inprocess`."""
     from hk_tune.search import load_space
     from hk_tune.search.executor import tune_max_failures
-    from hk_tune.search.tuner import _tune_run_config
-    from hk_tune.train.run_config import RunConfig
+    from hk_tune.search.experiment import tune_run_config
     from hk_tune.train.trainer import build_trainer
 
     space = load_space(write_space(tmp_path, tiny_models["bert"], toy_data["pair"],
                                    {"optim.lr": {"type": "grid", "values": [5e-3]}},
                                    executor=executor), ["max_failures=2"])
     assert tune_max_failures(space) == tune_retries
-    tune_config = _tune_run_config(space, "faults", str(tmp_path), [])
+    tune_config = tune_run_config(space, "faults", str(tmp_path), [])
     assert tune_config.failure_config.max_failures == tune_retries
-    trial = RunConfig.from_dict(space.run_config({"optim/lr": 5e-3}))
+    trial = space.trial_config({"optim/lr": 5e-3})
     assert build_trainer(trial).run_config.failure_config.max_failures == 2

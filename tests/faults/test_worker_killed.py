@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from ray_actors import actors_of, alive_actors
 
-from hk_tune.train.run_config import RunConfig
+from hk_tune.config.run import RunConfig
 from hk_tune.train.trainer import build_trainer, fit, fit_trainer
 
 pytestmark = pytest.mark.usefixtures("ray_session")

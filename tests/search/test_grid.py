@@ -1,57 +1,15 @@
-"""Comparisons (`hk_tune.search.grid`): every row of a row space on its own grid, as plain Tune
-experiments on the shared local Ray, and the row enumeration `benchmarks/reproduce.py` uses."""
+"""Plain grids (`hk_tune.search.grid`): fixed points with fixed seeds, as a plain Tune experiment
+on the shared local Ray, and the records their runs make."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import yaml
 
-from hk_tune.errors import ConfigError
-from hk_tune.search.grid import row_points, run_grid
-from hk_tune.search.space_file import load_space
-
-REPRODUCE = Path(__file__).resolve().parents[2] / "search_spaces" / "reproduce.yaml"
-
-
-def test_every_table_row_gets_its_grid():
-    rows = row_points(load_space(REPRODUCE))
-    assert list(rows)[:2] == ["baseline", "hf_default"] and len(rows) == 14
-    assert rows["baseline"] == [{"dropout/preset": "baseline"}]
-    assert [p["dropout/attn_weights.rate"] for p in rows["dropattention_span"]] == [0.05, 0.1,
-                                                                                    0.2]
-    assert len(rows["hiddenkey"]) == 27  # two rates x λ, each on a 3-point grid
-
-
-def test_a_limit_keeps_the_presets_own_point_and_a_seeded_draw():
-    space = load_space(REPRODUCE)
-    one = row_points(space, limit=1)
-    assert one["hiddenkey"] == [{"dropout/preset": "hiddenkey", "dropout/attn_logits.rate": 0.1,
-                                 "dropout/ffn_hidden.rate": 0.1,
-                                 "dropout/consistency.weight": 1}]
-    three = row_points(space, limit=3, seed=0)
-    assert three == row_points(space, limit=3, seed=0)
-    assert three["hiddenkey"][0] == one["hiddenkey"][0] and len(three["hiddenkey"]) == 3
-    assert len({str(p) for p in three["hiddenkey"]}) == 3
-    assert three["hiddenkey"] != row_points(space, limit=3, seed=1)["hiddenkey"]
-
-
-@pytest.mark.parametrize("search, message", [
-    ({"dropout.preset": {"type": "categorical", "choices": ["baseline"]},
-      "optim.lr": {"type": "grid", "values": [0.001]}}, "exactly one categorical"),
-    ({"dropout.preset": {"type": "categorical", "choices": {
-        "dropkey_column": {"dropout.attn_logits.rate": {"type": "float", "low": 0.05,
-                                                        "high": 0.2}}}}},
-     "allowed types: grid, categorical"),
-])
-def test_a_space_that_is_not_a_row_space_is_refused(tmp_path, search, message):
-    path = tmp_path / "rows.yaml"
-    path.write_text(yaml.safe_dump({"fixed": {"model": "minilm"}, "search": search}))
-    with pytest.raises(ConfigError, match=message) as error:
-        row_points(load_space(path))
-    assert str(path) in str(error.value)
+from hk_tune.config.space_file import load_space
+from hk_tune.search.grid import run_grid
 
 
 @pytest.mark.usefixtures("ray_session")
@@ -71,20 +29,21 @@ def test_run_grid_runs_every_point_with_every_seed(tmp_path, tiny_models, toy_da
     path = tmp_path / "rows.yaml"
     path.write_text(yaml.safe_dump(raw))
     space = load_space(path)
-    points = [p for row in row_points(space).values() for p in row]
-    assert len(points) == 3
+    points = [{"dropout/preset": "baseline"},
+              *({"dropout/preset": "dropkey_column", "dropout/attn_logits.rate": rate}
+                for rate in (0.1, 0.2))]
 
     records = run_grid(space, str(tmp_path / "runs"), "grid", points, [1, 2])
 
     assert len(records) == 6
-    assert sorted((str(r["params"]), r["seed"]) for r in records) == sorted(
+    assert sorted((str(r.params), r.seed) for r in records) == sorted(
         (str(p), s) for p in points for s in (1, 2))
     for record in records:
-        assert record["status"] == "completed", record["error"]
-        assert math.isfinite(record["value"]) and 0.0 <= record["value"] <= 1.0
-        assert [h["step"] for h in record["history"]] == [2, 4]
+        assert record.status == "completed", record.error
+        assert math.isfinite(record.value) and 0.0 <= record.value <= 1.0
+        assert [h["step"] for h in record.history] == [2, 4]
     again = run_grid(space, str(tmp_path / "runs"), "grid", points, [1, 2])  # finished: kept
-    assert sorted(r["trial_id"] for r in again) == sorted(r["trial_id"] for r in records)
+    assert sorted(r.trial_id for r in again) == sorted(r.trial_id for r in records)
 
 
 def test_a_restarted_runs_repeated_evaluations_count_once():
@@ -94,7 +53,7 @@ def test_a_restarted_runs_repeated_evaluations_count_once():
 
     import pandas as pd
 
-    from hk_tune.search.results import run_records
+    from hk_tune.search.rows import run_records
 
     frame = pd.DataFrame([{"step": 2, "eval_accuracy": 0.5}, {"step": 4, "eval_accuracy": 0.6},
                           {"step": 4, "eval_accuracy": 0.7}, {"step": 6, "eval_accuracy": 0.8}])
@@ -105,6 +64,6 @@ def test_a_restarted_runs_repeated_evaluations_count_once():
     (record,) = run_records([result], SimpleNamespace(score="eval_accuracy",
                                                       metric="eval_accuracy"))
 
-    assert [(h["step"], h["eval_accuracy"]) for h in record["history"]] == [(2, 0.5), (4, 0.7),
-                                                                          (6, 0.8)]
-    assert record["status"] == "completed" and record["trial_id"] == "trial_a_00000"
+    assert [(h["step"], h["eval_accuracy"]) for h in record.history] == [(2, 0.5), (4, 0.7),
+                                                                        (6, 0.8)]
+    assert record.status == "completed" and record.trial_id == "trial_a_00000"

@@ -15,8 +15,9 @@ def history(losses: list[float], every: int = 20) -> list[dict]:
     return [{"step": every * (i + 1), "eval_loss": loss} for i, loss in enumerate(losses)]
 
 
-def rows(*statuses: str) -> list[dict]:
-    return [{"trial_id": f"t{i}", "status": status} for i, status in enumerate(statuses)]
+def completed(*statuses: str) -> list[str]:
+    """The trial ids t0, t1, ... of the completed ones among trials of these statuses."""
+    return [f"t{i}" for i, status in enumerate(statuses) if status == "completed"]
 
 
 def test_a_run_still_learning_has_not_turned():
@@ -35,14 +36,14 @@ def test_a_flat_end_within_the_tolerance_is_no_turn():
 
 
 def test_the_warning_fires_on_short_runs_and_not_on_long_ones():
-    short = overfitting(rows("completed", "completed"),
+    short = overfitting(completed("completed", "completed"),
                         {"t0": history(SHORT), "t1": history(SHORT)}, "t0")
     assert short["turned"] == [] and short["completed"] == 2
     lines = describe(short, "eval_accuracy")
     assert lines[0] == "baseline eval loss: lowest 0.5500 at step 60, 0.5500 at step 60: no turn"
     assert HINT in lines[1] and "raise optim.epochs or lower data.max_train_samples" in lines[1]
 
-    long = overfitting(rows("completed", "completed"),
+    long = overfitting(completed("completed", "completed"),
                        {"t0": history(LONG), "t1": history(SHORT)}, "t0")
     assert long["turned"] == ["t0"]
     lines = describe(long, "eval_accuracy")
@@ -52,7 +53,7 @@ def test_the_warning_fires_on_short_runs_and_not_on_long_ones():
 
 def test_stopped_trials_do_not_count():
     """An ASHA-stopped trial ended early by design: its curve says nothing about the budget."""
-    found = overfitting(rows("stopped", "completed"),
+    found = overfitting(completed("stopped", "completed"),
                         {"t0": history(LONG), "t1": history(SHORT)}, None)
     assert found == {"completed": 1, "turned": [], "baseline": None}
     assert HINT in describe(found, "eval_accuracy")[0]

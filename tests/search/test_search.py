@@ -102,10 +102,10 @@ def test_the_best_trials_adapter_exports_and_loads_with_peft(finished_search, tm
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
+    from hk_tune.config.run import RunConfig
     from hk_tune.train.data import load_task, tokenize
-    from hk_tune.train.loop import evaluate
+    from hk_tune.train.evaluate import evaluate
     from hk_tune.train.model import load_tokenizer
-    from hk_tune.train.run_config import RunConfig
 
     _, _, search_tmp, _ = finished_search
     folder = search_tmp / "runs" / "tiny"

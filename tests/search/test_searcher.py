@@ -9,8 +9,8 @@ from ray.tune.experiment import Trial
 from ray.tune.registry import register_trainable
 from test_search import tiny_space
 
+from hk_tune.config.space_file import load_space
 from hk_tune.search.searcher import build_search
-from hk_tune.search.space_file import load_space
 
 
 @pytest.fixture
@@ -37,14 +37,14 @@ def next_suggestion(search):
 def test_a_new_search_starts_with_its_presets_in_order(space):
     search = build_search(space, max_concurrent=2)
     search.add_configurations({"tiny": {"run": "hk_tune", "num_samples": space.num_samples}})
-    points = space.warm_start_points()
+    points = space.warm_start_points
     first, second = next_suggestion(search), next_suggestion(search)
-    assert [first[1], second[1]] == points
+    assert [first[1], second[1]] == list(points)
     assert next_suggestion(search) is None  # two live trials, limit 2
 
 
 def test_a_rebuilt_search_holds_the_saved_trials_and_only_them(space, tmp_path):
-    baseline, hiddenkey = space.warm_start_points()
+    baseline, hiddenkey = space.warm_start_points
     trials = [saved_trial("a", baseline, Trial.TERMINATED, accuracy=0.75),
               saved_trial("b", hiddenkey, Trial.RUNNING)]
     search = build_search(space, max_concurrent=1, trials=trials)
@@ -79,7 +79,7 @@ def test_a_rebuilt_search_holds_the_saved_trials_and_only_them(space, tmp_path):
 
 
 def test_errored_trials_are_run_again_so_they_stay_live(space):
-    baseline, _ = space.warm_start_points()
+    baseline, _ = space.warm_start_points
     search = build_search(space, max_concurrent=2,
                           trials=[saved_trial("a", baseline, Trial.ERROR)])
     assert search.searcher.live_trials == {"a"}
@@ -107,7 +107,7 @@ def test_a_configuration_proposed_again_is_not_run_again(tmp_path, tiny_models, 
         seen.append(suggestion[1])
         search.on_trial_complete(suggestion[0], {"best_eval_accuracy": 0.5 + len(seen) / 10})
     # Two configurations exist (off; column at 0.1): each ran once, then the search ended.
-    assert len(seen) == 2 and seen[0] == space.warm_start_points()[0]
+    assert len(seen) == 2 and seen[0] == space.warm_start_points[0]
     assert seen[1]["dropout/attn_logits"] == "column"
     assert search.is_finished()
     err = capsys.readouterr().err

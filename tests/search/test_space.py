@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hk_tune.config.run import RunConfig
+from hk_tune.config.space_file import branch_points, load_space
 from hk_tune.dropout import DropoutSpec
 from hk_tune.errors import ConfigError
-from hk_tune.search.space_file import load_space
-from hk_tune.train.run_config import RunConfig
+from hk_tune.search.space import sample
 
 SPACES = sorted(Path(__file__).parents[2].joinpath("search_spaces").glob("*.yaml"))
 
@@ -26,22 +27,22 @@ def test_shipped_space_samples_build_valid_run_configs(path):
     text = path.read_text()
     assert text.startswith("#") and f"hk-tune search search_spaces/{path.name}" in text
     space = load_space(path)
-    points = space.sample(20, seed=1)
+    points = sample(space, 20, seed=1)
     assert len(points) == 20
-    for point in points + space.warm_start_points():
-        cfg = RunConfig.from_dict(space.run_config(point), where=str(path))
+    for point in points + list(space.warm_start_points):
+        cfg = space.trial_config(point)
         assert isinstance(cfg.dropout, DropoutSpec)
         assert cfg.to_dict() == RunConfig.from_dict(cfg.to_dict()).to_dict()
-    assert space.sample(3, seed=1) == points[:3]  # seeded: same samples again
+    assert sample(space, 3, seed=1) == points[:3]  # seeded: same samples again
 
 
 def test_conditional_parameters_never_appear_when_their_parent_is_off():
     space = load_space(Path("search_spaces/paper.yaml"))
-    for point in space.sample(60, seed=3):
+    for point in sample(space, 60, seed=3):
         for position in ("attn_logits", "attn_weights", "ffn_hidden", "input", "output"):
             on = point[f"dropout/{position}"] != "off"
             assert (f"dropout/{position}.rate" in point) == on
-            cfg = RunConfig.from_dict(space.run_config(point))
+            cfg = space.trial_config(point)
             assert (cfg.dropout.position(position).rate > 0) == on
         has_weight = "dropout/consistency.weight" in point
         assert has_weight == (point["dropout/consistency.loss"] != "none")
@@ -49,10 +50,10 @@ def test_conditional_parameters_never_appear_when_their_parent_is_off():
 
 def test_presets_are_warm_start_points_in_the_space_names():
     space = load_space(Path("search_spaces/quickstart.yaml"))
-    baseline, hiddenkey = space.warm_start_points()
+    baseline, hiddenkey = space.warm_start_points
     assert baseline == {"dropout/attn_logits": "off", "dropout/ffn_hidden": "off",
                         "dropout/consistency.loss": "none"}
-    cfg = RunConfig.from_dict(space.run_config(hiddenkey))
+    cfg = space.trial_config(hiddenkey)
     assert cfg.dropout.attn_logits.pattern == "column" and cfg.dropout.consistency == "kl"
 
 
@@ -61,8 +62,8 @@ def test_overrides_reach_fixed_keys_and_settings():
                        ["data.source=my.csv", "data.label=sentiment", "data.task=classification",
                         "num_samples=20", "confirm.seeds=5", "name=mine"])
     assert space.num_samples == 20 and space.confirm_seeds == 5 and space.name == "mine"
-    cfg = RunConfig.from_dict(space.run_config({}))
-    assert cfg.data.source == "my.csv" and cfg.data.label == "sentiment"
+    assert space.base.data.source == "my.csv" and space.base.data.label == "sentiment"
+    assert space.trial_config({}) == space.base
 
 
 GOOD = {"fixed": {"model": "minilm", "data.source": "bundled:snli"},
@@ -96,6 +97,10 @@ BAD_FILES = [
     ({"mode": "maximize"}, "mode", "max"),
     ({"num_samples": 0}, "num_samples", ">= 1"),
     ({"resources": {"gpus": 1}}, "resources", "gpus_per_worker"),
+    # A fixed value under a choice is checked whether or not a sample would take that choice.
+    ({"search": {"dropout.consistency.loss": {"type": "categorical", "choices": {
+        "none": {}, "js": {}, "kl": {"dropout.consistency.weight": -1}}}}},
+     "dropout.consistency.weight", ">= 0"),
 ]
 
 
@@ -108,6 +113,19 @@ def test_bad_space_files_name_file_key_and_allowed_values(tmp_path, change, key,
         load_space(path)
     message = str(caught.value)
     assert str(path) in message and key in message and allowed in message, message
+
+
+def test_every_branch_is_a_point_that_is_checked():
+    """One point per value of every entry, nested ones included: each choice is taken once."""
+    space = load_space(Path("search_spaces/quickstart.yaml"))
+    points = branch_points(space.entries)
+    taken = {(name, value) for point in points for name, value in point.items()}
+    for rate in (0.05, 0.1, 0.2):
+        assert ("dropout/attn_logits.rate", rate) in taken
+    for weight in (0.01, 0.1, 1, 10):
+        assert ("dropout/consistency.weight", weight) in taken
+    assert all(("dropout/attn_logits.rate" in p) == (p["dropout/attn_logits"] == "column")
+               for p in points)
 
 
 def test_show_prints_samples_without_running_anything(capsys):

@@ -14,8 +14,7 @@ from contextlib import redirect_stdout
 import pytest
 from test_search import tiny_space
 
-from hk_tune import cli
-from hk_tune.train import storage
+from hk_tune import cli, storage
 
 BUCKET = "hk-tune-test"
 

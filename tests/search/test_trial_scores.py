@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 from test_search import tiny_space
 
+from hk_tune.config.space_file import load_space
 from hk_tune.errors import ConfigError
 from hk_tune.search import results
-from hk_tune.search.space_file import load_space
+from hk_tune.search.rows import checkpoint_at, trial_rows
 
 # What the loop itself reports; Tune adds its own timing and bookkeeping keys beside them.
 LOOP_KEYS = ("step", "train_loss", "train_consistency_loss", "eval_loss", "eval_accuracy",
@@ -34,12 +35,12 @@ def test_a_point_run_again_on_a_reused_actor_repeats_its_first_run(tmp_path, tin
     from hk_tune.search.grid import run_grid
 
     space = load_space(tiny_space(tmp_path, tiny_models, toy_data))
-    baseline, hiddenkey = space.warm_start_points()
+    baseline, hiddenkey = space.warm_start_points
     records = run_grid(space, str(tmp_path / "runs"), "repeat", [baseline, hiddenkey, baseline],
                        seeds=[0])
-    runs = [r for r in records if r["params"] == baseline]
-    assert len(runs) == 2 and all(r["status"] == "completed" for r in runs)
-    assert loop_numbers(runs[0]["history"]) == loop_numbers(runs[1]["history"])
+    runs = [r for r in records if r.params == baseline]
+    assert len(runs) == 2 and all(r.status == "completed" for r in runs)
+    assert loop_numbers(runs[0].history) == loop_numbers(runs[1].history)
 
 
 def scripted_trial(config):
@@ -71,18 +72,18 @@ def test_the_best_evaluations_checkpoint_outlives_num_to_keep(tmp_path, tiny_mod
     import ray.cloudpickle
     import ray.tune
 
-    from hk_tune.search.tuner import _tune_run_config, fit
+    from hk_tune.search.experiment import fit, tune_run_config
 
     # Tune's actors cannot import this test module: send the trainable by value.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     space = load_space(tiny_space(tmp_path, tiny_models, toy_data, metric_scope=scope))
     tuner = ray.tune.Tuner(
         scripted_trial, param_space={"values": [0.5, 0.9, 0.6, 0.7, 0.65]},
-        run_config=_tune_run_config(space, "scripted", str(tmp_path / "runs"), []))
+        run_config=tune_run_config(space, "scripted", str(tmp_path / "runs"), []))
     (result,) = fit(tuner)
     kept = sorted(metrics["step"] for _, metrics in result.best_checkpoints)
     assert result.metrics["best_step"] == 2
-    found = results.checkpoint_at(result, 2)  # what a trial's row holds as best_checkpoint
+    found = checkpoint_at(result, 2)  # what a trial's row holds as best_checkpoint
     # The latest checkpoint stays either way: a restarted trial resumes from it.
     assert Path(result.checkpoint.path, "step.txt").read_text() == "5"
     if scope == "best":
@@ -116,23 +117,23 @@ def test_trials_rank_by_their_best_evaluation_or_their_last(tmp_path, tiny_model
     rows_by_scope = {}
     for scope in ("best", "last"):
         space = load_space(tiny_space(tmp_path, tiny_models, toy_data, metric_scope=scope))
-        baseline, hiddenkey = space.warm_start_points()
+        baseline, hiddenkey = space.warm_start_points
         grid = [fake_result("peaked", history([0.6, 0.9, 0.7]), baseline),
                 fake_result("rising", history([0.5, 0.7, 0.8]), hiddenkey)]
-        rows_by_scope[scope] = results.trial_rows(space, grid)[0]
+        rows_by_scope[scope] = trial_rows(space, grid)[0]
     best, last = rows_by_scope["best"], rows_by_scope["last"]
-    assert [(r["name"], r["metric"], r["last"], r["best_step"]) for r in best] == [
-        ("baseline", 0.9, 0.7, 2), (best[1]["name"], 0.8, 0.8, 3)]
-    assert [r["name"] for r in last] == [best[1]["name"], "baseline"]
-    assert [r["metric"] for r in last] == [0.8, 0.7]
-    table = results.format_table(best, "eval_accuracy", scope="best")
+    assert [(r.name, r.metric, r.last, r.best_step) for r in best] == [
+        ("baseline", 0.9, 0.7, 2), (best[1].name, 0.8, 0.8, 3)]
+    assert [r.name for r in last] == [best[1].name, "baseline"]
+    assert [r.metric for r in last] == [0.8, 0.7]
+    table = results.format_table([r.public() for r in best], "eval_accuracy", scope="best")
     assert "best eval_accuracy" in table.splitlines()[0] and "at step" in table
 
 
 def test_the_score_follows_metric_scope(tmp_path, tiny_models, toy_data):
     best = load_space(tiny_space(tmp_path, tiny_models, toy_data))
     assert (best.metric_scope, best.score, best.mode) == ("best", "best_eval_accuracy", "max")
-    assert best.run_config({})["metric"] == "eval_accuracy"  # the trials track that metric
+    assert best.base.metric == "eval_accuracy"  # the trials track that metric
     last = load_space(tiny_space(tmp_path, tiny_models, toy_data, metric_scope="last",
                                  metric="eval_loss"))
     assert (last.score, last.mode) == ("eval_loss", "min")

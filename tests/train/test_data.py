@@ -11,7 +11,7 @@ from hk_tune.errors import ConfigError
 from hk_tune.train.data import (
     BUNDLED,
     IGNORE_INDEX,
-    TASK_TYPES,
+    TASKS,
     DataConfig,
     collate,
     ensure_pad_token,
@@ -248,7 +248,7 @@ def test_config_round_trip():
                                 "label_names": ["b", "a"], "max_train_samples": 10})
     assert cfg.label_names == ("b", "a")
     assert DataConfig.from_dict(cfg.to_dict()) == cfg
-    assert DataConfig().source == "bundled:snli" and TASK_TYPES[0] == "classification"
+    assert DataConfig().source == "bundled:snli" and TASKS[0] == "classification"
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -354,15 +354,16 @@ def test_empty_parquet_split_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("config, words", [
-    ({"source": "x.csv", "colour": "red"}, ["run.yaml: data", "'colour'", "valid keys: source"]),
+    ({"source": "x.csv", "colour": "red"}, ["run.yaml: unknown key 'data.colour'",
+                                           "allowed: [", "'source'"]),
     ({"task": "summarization"}, ["run.yaml: data.task", "'summarization'", "causal_lm"]),
     ({"eval_fraction": 1.5}, ["run.yaml: data.eval_fraction", "0 < x < 1"]),
-    ({"max_length": "long"}, ["run.yaml: data.max_length", "'long'", "int"]),
+    ({"max_length": "long"}, ["run.yaml: data.max_length", "'long'", "an integer"]),
     ({"label_names": ["a", "a"]}, ["run.yaml: data.label_names", "distinct"]),
 ])
 def test_bad_config_is_a_clear_config_error(config, words):
     with pytest.raises(ConfigError) as info:
-        DataConfig.from_dict(config, where="run.yaml: data")
+        DataConfig.from_dict(config, where="run.yaml")
     for word in words:
         assert word in str(info.value)
 

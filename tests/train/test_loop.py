@@ -13,10 +13,11 @@ import math
 import pytest
 import torch
 
+from hk_tune.config.run import RunConfig
+from hk_tune.config.sections import OptimSettings
 from hk_tune.errors import CheckpointError
 from hk_tune.train.checkpoint import load_checkpoint, save_checkpoint
 from hk_tune.train.loop import is_eval_step, step_budget
-from hk_tune.train.run_config import OptimSettings, RunConfig
 from hk_tune.train.trainer import fit
 
 EVAL_METRICS = {

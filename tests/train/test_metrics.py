@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from hk_tune.train.data import TASK_TYPES
+from hk_tune.tasks import TASKS
 from hk_tune.train.metrics import (
     HIGHER_IS_BETTER,
     PRIMARY_METRIC,
@@ -82,7 +82,7 @@ def test_length_mismatch_and_empty_input_raise():
 
 
 def test_primary_metric_per_task_and_direction():
-    assert set(PRIMARY_METRIC) == set(TASK_TYPES)
+    assert set(PRIMARY_METRIC) == set(TASKS)
     assert all(HIGHER_IS_BETTER[m] for m in PRIMARY_METRIC.values())
     assert metric_mode("bleu") == "max" and metric_mode("eval_loss") == "min"
     assert metric_mode("eval_accuracy") == "max" and metric_mode("train_loss") == "min"

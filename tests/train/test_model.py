@@ -11,9 +11,9 @@ import pytest
 import torch
 from model_folders import pickle_only_model, remote_code_model
 
+from hk_tune.dropout.architectures import ARCHITECTURES
 from hk_tune.errors import ConfigError
 from hk_tune.train.model import (
-    DEFAULT_TARGET_MODULES,
     LoraSettings,
     ModelSettings,
     build_model,
@@ -51,10 +51,12 @@ def test_unknown_embedded_name():
 
 
 def test_default_targets_are_query_and_value():
-    assert DEFAULT_TARGET_MODULES == {
-        "bert": ("query", "value"), "roberta": ("query", "value"),
-        "gpt2": ("c_attn",), "llama": ("q_proj", "v_proj"),
-    }
+    # The architecture table the dropout attachment reads holds LoRA's defaults too.
+    for family, targets in {"bert": ("query", "value"), "roberta": ("query", "value"),
+                            "gpt2": ("c_attn",), "llama": ("q_proj", "v_proj"),
+                            "qwen2": ("q_proj", "v_proj")}.items():
+        assert ARCHITECTURES[family].lora_targets == targets
+        assert target_modules(family, LoraSettings()) == list(targets)
     assert target_modules("bert", LoraSettings(target_modules=("key",))) == ["key"]
     assert target_modules("t5", LoraSettings()) == ["q", "v"]  # peft's table for the rest
     with pytest.raises(ConfigError, match="lora.target_modules.*no default"):
@@ -78,7 +80,7 @@ def test_build_model_per_architecture_and_task(tiny_models, architecture, task):
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     lora = [n for n in trainable if "lora_" in n]
     targets = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in lora}
-    assert targets == set(DEFAULT_TARGET_MODULES[architecture])
+    assert targets == set(ARCHITECTURES[architecture].lora_targets)
     heads = [n for n in trainable if "lora_" not in n]
     if task == "causal_lm":
         assert heads == []

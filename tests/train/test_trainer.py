@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hk_tune.train.run_config import RunConfig
+from hk_tune.config.run import RunConfig
 from hk_tune.train.trainer import build_trainer, fit
 
 pytestmark = pytest.mark.usefixtures("ray_session")

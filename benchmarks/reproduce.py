@@ -70,6 +70,7 @@ SWEEP = {"dropkey_column": "attn_logits", "dropattention_element": "attn_weights
 SWEEP_RATES = (0.05, 0.2)
 SWEEP_SEEDS = (1, 2, 3)
 MARGIN = 0.01  # one accuracy point
+PRESET_RATE = 0.1  # the rate of every table row, which is also the sweep's middle point
 PILOT_NEEDS = 2  # of the pilot seeds, whose eval loss must have turned by mid-training
 # The paper's RoBERTa-large numbers (its Table 1): the GLUE average, and SST-2 where known.
 PAPER = {"baseline": (90.60, 95.99), "dropkey_column": (91.69, None),
@@ -169,6 +170,16 @@ def compare(rows: dict[str, list[dict]]) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        try:
+            report = json.loads(Path(args.render).read_text())
+        except (OSError, ValueError) as error:
+            print(f"reproduce: --render {args.render}: {error}", file=sys.stderr)
+            return 2
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        write_outputs(report, Path(args.out))
+        print((Path(args.out) / "table.md").read_text())
+        return 0
     from hk_tune.tracking import SearchTracker
     from hk_tune.train.pool import run_pool
 
@@ -237,6 +248,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads each (default 1)")
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--render", metavar="REPORT", help="rebuild table.md and the plots in "
+                        "--out from a reproduce.json, without training")
     parser.add_argument("--tracking-uri", help="MLflow store; default ./mlflow.db")
     args = parser.parse_args(argv)
     if args.rows and "baseline" not in args.rows:
@@ -264,7 +277,7 @@ def write_outputs(report: dict, out: Path) -> list[Path]:
     for task, result in report["tasks"].items():
         cells = compare(by_row(result["runs"]))
         result["cells"] = cells
-        sections.append(table(task, cells, report))
+        sections += [table(task, cells, report), sweep_table(task, result["runs"])]
         for figure in (rate_figure(task, result["runs"]), curves_figure(task, result["runs"])):
             if figure is not None:
                 files += render(figure, out)
@@ -303,6 +316,40 @@ def table(task: str, cells: dict[str, dict], report: dict) -> str:
     return "\n".join(lines)
 
 
+def sweep_table(task: str, runs: list[dict]) -> str:
+    """The rate sweep as numbers: each swept row at every rate, seeds 1-3, paired with the
+    baseline's same seeds."""
+    from hk_tune.search.paired import paired
+
+    swept, table_runs = by_row(runs, rate=True), by_row(runs)
+    if not swept:
+        return ""
+
+    def best(group: list[dict]) -> dict[int, float]:
+        return {r["seed"]: r["history"][-1]["best_eval_accuracy"] for r in group
+                if r["seed"] in SWEEP_SEEDS}
+
+    base = best(table_runs.get("baseline", []))
+    lines = [f"### {task}: rate sweep, best-epoch accuracy ×100, median [min, max] of seeds "
+             f"{list(SWEEP_SEEDS)}", "",
+             "| method | rate | best-epoch acc | Δ vs baseline | seeds won |",
+             "|---|---|---|---|---|"]
+    for row in SWEEP:
+        for rate in sorted((*SWEEP_RATES, PRESET_RATE)):
+            group = table_runs.get(row, []) if rate == PRESET_RATE else swept.get((row, rate), [])
+            values = best(group)
+            if not values:
+                lines.append(f"| {row} | {rate} | failed | | |")
+                continue
+            found = paired(values, base, "max")
+            lines.append(f"| {row} | {rate} | {100 * statistics.median(values.values()):.1f} "
+                         f"[{100 * min(values.values()):.1f}, {100 * max(values.values()):.1f}] "
+                         f"| {100 * found.gain:+.1f} | {found.wins}/{len(values)} |")
+    median = statistics.median(base.values()) if base else math.nan
+    lines += ["", f"Baseline on the same seeds: {100 * median:.1f}.", ""]
+    return "\n".join(lines)
+
+
 def rate_figure(task: str, runs: list[dict]):
     """The paper's Figure 4: best-epoch accuracy against rate per position, median of seeds
     1-3 with their min-max band, the baseline's median as a dashed line."""
@@ -320,7 +367,7 @@ def rate_figure(task: str, runs: list[dict]):
     base = best(table_runs.get("baseline", []))
     panels = []
     for row, position in SWEEP.items():
-        points = {0.1: best(table_runs.get(row, []))}
+        points = {PRESET_RATE: best(table_runs.get(row, []))}
         points.update({rate: best(swept.get((row, rate), [])) for rate in SWEEP_RATES})
         rates = sorted(rate for rate, values in points.items() if values)
         series = [Series(row.split("_")[1], rates,

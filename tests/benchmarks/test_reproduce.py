@@ -91,3 +91,36 @@ def test_the_table_applies_the_criterion_to_paired_seeds(protocol):
     text = protocol.table("sentiment", cells, report)
     assert "| hiddenkey | 79.0 ± 1.2 | +3.0 | 5/5 |" in text
     assert "| yes |" in text and "| no |" in text
+
+
+def test_the_sweep_table_pairs_each_rate_with_the_baselines_seeds(protocol):
+    def runs(row: str, rate: float | None, best: list[float]) -> list[dict]:
+        return [{"id": f"{row}-{rate}-{seed}", "row": row, "seed": seed, "rate": rate,
+                 "error": None, "history": curve(OVERFITS, [0.5] * 5 + [value])}
+                for seed, value in zip(protocol.SWEEP_SEEDS, best, strict=True)]
+
+    records = (runs("baseline", None, [0.76, 0.77, 0.75])
+               + runs("dropkey_column", None, [0.78, 0.78, 0.76])
+               + runs("dropkey_column", 0.05, [0.75, 0.76, 0.74])
+               + runs("dropkey_column", 0.2, [0.80, 0.79, 0.78]))
+    text = protocol.sweep_table("sentiment", records)
+    assert "| dropkey_column | 0.05 | 75.0 [74.0, 76.0] | -1.0 | 0/3 |" in text
+    assert "| dropkey_column | 0.1 | 78.0 [76.0, 78.0] | +2.0 | 3/3 |" in text
+    assert "| dropkey_column | 0.2 | 79.0 [78.0, 80.0] | +3.0 | 3/3 |" in text
+    # A swept row that was not run says so instead of vanishing.
+    assert "| hiddencut_element | 0.05 | failed |" in text
+
+
+def test_render_rebuilds_the_outputs_from_a_report_without_training(protocol, tmp_path):
+    import json
+
+    records = [{"id": f"baseline-{seed}", "task": "sentiment", "row": "baseline", "seed": seed,
+                "rate": None, "error": None, "history": curve(OVERFITS)}
+               for seed in protocol.SEEDS]
+    report = {"quick": False, "rows": ["baseline"], "seeds": list(protocol.SEEDS),
+              "tasks": {"sentiment": {"pilot": "pilot: ok", "runs": records}}}
+    (tmp_path / "in.json").write_text(json.dumps(report))
+    assert protocol.main(["--render", str(tmp_path / "in.json"), "--out",
+                          str(tmp_path / "out")]) == 0
+    assert "| baseline | 70.0 ± 0.0 |" in (tmp_path / "out" / "table.md").read_text()
+    assert (tmp_path / "out" / "curves_sentiment.png").stat().st_size > 0

@@ -14,6 +14,8 @@ from hk_tune.errors import ConfigError
 from hk_tune.tasks import TASKS
 
 DTYPES = ("float32", "bfloat16", "float16")
+# What the forward passes compute in (`hk_tune.train.precision`), apart from the weight dtype.
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 # How much of a sequence-classification head trains beside LoRA. `full`: the whole head, as the
 # LoRA paper's NLU code does (BERT's pooler and classifier; RoBERTa's dense + out_proj; the
@@ -31,6 +33,9 @@ class ModelSettings:
         dtype: weight dtype; float32 on CPU, bfloat16 is the usual choice on GPUs.
         allow_pickle_weights: load a model that has only pickle weights (pytorch_model.bin),
             through torch's weights-only unpickler; off, so only safetensors are read.
+        gradient_checkpointing: keep only each block's input during the forward pass and
+            recompute the block in backward, trading compute for activation memory. The
+            recomputation restores the random state first, so it draws the same dropout masks.
     """
 
     name: str = "minilm"
@@ -38,6 +43,7 @@ class ModelSettings:
     revision: str | None = None
     dtype: str = "float32"
     allow_pickle_weights: bool = False
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -170,6 +176,11 @@ class OptimSettings:
         eval_every: evaluate (and checkpoint) every this many steps; None evaluates at the end of
             every epoch. The last step is always evaluated.
         grad_clip: clip the gradient norm to this; None leaves gradients as they are.
+        grad_accum_steps: micro-batches of batch_size per optimizer step; k of them update the
+            weights as one batch of k * batch_size does (per worker). Steps, epochs and
+            eval_every count optimizer steps.
+        precision: what the forward passes compute in (see PRECISIONS): fp32, or bf16 / fp16
+            under autocast, with the trained weights and the optimizer in fp32 either way.
     """
 
     lr: float = 5e-4
@@ -181,12 +192,15 @@ class OptimSettings:
     epochs: float | None = None
     eval_every: int | None = None
     grad_clip: float | None = 1.0
+    grad_accum_steps: int = 1
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.max_steps is not None and self.epochs is not None:
             raise ConfigError("max_steps, epochs: set one budget, not both")
         fields.check_positive(self, "lr", "batch_size", "eval_batch_size", "max_steps", "epochs",
-                        "eval_every", "grad_clip")
+                              "eval_every", "grad_clip", "grad_accum_steps")
+        fields.choice(self.precision, PRECISIONS, "precision")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"warmup_ratio: {self.warmup_ratio!r} is outside [0, 1)")
         if self.weight_decay < 0:

@@ -30,7 +30,8 @@ RESUME_HINT = "delete the run's folder, or set name=... to start a new run"
 
 
 def save_checkpoint(folder: Path, peft_model, optimizer, scheduler, step: int, rank: int,
-                    best: tuple[float | None, int | None] = (None, None)) -> None:
+                    best: tuple[float | None, int | None] = (None, None),
+                    scaler=None) -> None:
     """Rank 0 writes the adapter and the trainer state; every rank writes its RNG state.
 
     Ray Train merges the workers' folders into one checkpoint. The state dicts of AdamW and the
@@ -38,6 +39,7 @@ def save_checkpoint(folder: Path, peft_model, optimizer, scheduler, step: int, r
 
     Args:
         best: the run's best evaluation so far, (value, step), so a resumed run keeps it.
+        scaler: fp16's GradScaler, whose loss scale a resumed run continues from.
     """
     import torch
 
@@ -46,6 +48,8 @@ def save_checkpoint(folder: Path, peft_model, optimizer, scheduler, step: int, r
         state = {"step": step, "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "best_value": best[0],
                  "best_step": best[1]}
+        if scaler is not None and scaler.is_enabled():
+            state["scaler"] = scaler.state_dict()
         torch.save(state, folder / TRAINER_STATE)
     torch.save(rng_state(), folder / RNG_STATE.format(rank=rank))
 
@@ -122,7 +126,8 @@ def _reason(error: Exception) -> str:
 
 
 def load_checkpoint(folder: Path, peft_model, optimizer, scheduler, rank: int,
-                    where: str | None = None) -> tuple[int, float | None, int | None]:
+                    where: str | None = None,
+                    scaler=None) -> tuple[int, float | None, int | None]:
     """Restores what `save_checkpoint` wrote.
 
     Returns:
@@ -152,6 +157,8 @@ def load_checkpoint(folder: Path, peft_model, optimizer, scheduler, rank: int,
             raise ValueError(f"no {missing} in it")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and scaler.is_enabled() and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         return int(state["step"]), state.get("best_value"), state.get("best_step")
 
     read_checkpoint_file(folder, ADAPTER, load_adapter, where)

@@ -23,12 +23,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hk_tune.config.run import RunConfig
-from hk_tune.errors import DivergedError
 from hk_tune.train.checkpoint import load_checkpoint, save_checkpoint
 from hk_tune.train.data import collate, load_task, tokenize
 from hk_tune.train.evaluate import evaluate, sum_across_workers
 from hk_tune.train.metrics import metric_mode, selection_metric
-from hk_tune.train.model import add_lora, load_model, load_tokenizer, trainable_counts
+from hk_tune.train.model import (
+    add_lora,
+    enable_gradient_checkpointing,
+    load_model,
+    load_tokenizer,
+    trainable_counts,
+)
 from hk_tune.train.session import TrainSession, fresh_copy
 
 if TYPE_CHECKING:
@@ -106,22 +111,6 @@ class RunningBest:
                 "best_step": -1 if self.step is None else self.step}
 
 
-def check_finite(loss: float, step: int, lr: float) -> None:
-    """Raises `DivergedError` when the loss is NaN or infinite.
-
-    Once the loss is not finite, the weights the optimizer writes from it are not either, and
-    every later step and evaluation is NaN: stop at once and say what to change.
-
-    Args:
-        loss: this step's loss (task loss plus the weighted consistency loss).
-        step: the step computing it, counted from 1.
-        lr: the configured peak learning rate, named in the message.
-    """
-    if not math.isfinite(loss):
-        raise DivergedError(f"step {step}: loss is {loss}; the run diverged: lower optim.lr "
-                            f"({lr:g}) or set optim.grad_clip")
-
-
 def consistency_share(weighted_consistency: float, total: float) -> float:
     """λ·consistency as a fraction of the whole loss; 0 when the loss is 0."""
     return weighted_consistency / total if total > 0 else 0.0
@@ -161,7 +150,10 @@ def build_inputs(cfg, session):
         base, new_keys = load_model(*args, new_keys=True)
     seed_everything(cfg.seed)
     reset_new_weights(base, new_keys)
-    return tokenizer, data, train_ds, eval_ds, add_lora(base, cfg.lora, data.task)
+    peft_model = add_lora(base, cfg.lora, data.task)
+    if cfg.model.gradient_checkpointing:
+        enable_gradient_checkpointing(peft_model)
+    return tokenizer, data, train_ds, eval_ds, peft_model
 
 
 def reset_new_weights(model, names: list[str]) -> None:
@@ -202,7 +194,10 @@ def run_loop(config: dict, session) -> None:
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from hk_tune.dropout import attach, compute_loss  # torch, deferred with the training itself
+    # torch, deferred with the training itself
+    from hk_tune.dropout import attach
+    from hk_tune.train.accumulation import StepSums, micro_batch_groups, optimizer_step
+    from hk_tune.train.precision import Precision
 
     cfg = RunConfig.from_dict(config, where="train_fn_per_worker config")
     rank, world_size = session.world()
@@ -211,9 +206,11 @@ def run_loop(config: dict, session) -> None:
     tokenizer, data, train_ds, eval_ds, peft_model = build_inputs(cfg, session)
     handle = attach(peft_model, cfg.dropout)  # before DDP: patches the model in place
     model = session.prepare_model(peft_model)
+    precision = Precision.for_model(cfg.optim.precision, peft_model)
     loader, sampler = build_train_loader(train_ds, cfg.optim.batch_size, tokenizer.pad_token_id,
                                          cfg.seed, rank, world_size, session)
-    steps_per_epoch = len(loader)
+    accumulate = cfg.optim.grad_accum_steps
+    steps_per_epoch = math.ceil(len(loader) / accumulate)
     total_steps = step_budget(cfg.optim, steps_per_epoch)
     metric = selection_metric(data.task, cfg.metric)
     best = RunningBest(metric, metric_mode(metric))
@@ -230,46 +227,36 @@ def run_loop(config: dict, session) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             step, best.value, best.step = load_checkpoint(
-                Path(folder), peft_model, optimizer, scheduler, rank, where=checkpoint.path)
+                Path(folder), peft_model, optimizer, scheduler, rank, where=checkpoint.path,
+                scaler=precision.scaler)
         if rank == 0:
             print(f"resuming at step {step} of {total_steps}", file=sys.stderr, flush=True)
 
     # Fit.
     eval_batch_size = cfg.optim.eval_batch_size or cfg.optim.batch_size
-    loss_sum = consistency_sum = total_sum = tokens = batches = 0.0
+    sums = StepSums()
     started = time.perf_counter()
     while step < total_steps:
         epoch = step // steps_per_epoch
         sampler.set_epoch(epoch)
-        batches_done = step - epoch * steps_per_epoch  # skip what the checkpoint already saw
-        for index, batch in enumerate(loader):
-            if index < batches_done:
-                continue
+        steps_done = step - epoch * steps_per_epoch  # skip what the checkpoint already saw
+        for group in micro_batch_groups(loader, accumulate, skip=steps_done):
             model.train()
-            out = compute_loss(model, batch, handle, data.task)
-            loss = out.loss.item()
-            check_finite(loss, step + 1, cfg.optim.lr)
-            out.loss.backward()
-            if cfg.optim.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
-            optimizer.step()
+            done = optimizer_step(model, group, handle, data.task, optimizer, precision,
+                                  trainable, cfg.optim.grad_clip, step + 1, cfg.optim.lr)
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
             step += 1
-            loss_sum += out.task_loss.item()
-            consistency_sum += out.consistency_loss.item()
-            total_sum += loss
-            tokens += batch["attention_mask"].sum().item()
-            batches += 1
+            sums.add(done)
             if not is_eval_step(step, total_steps, steps_per_epoch, cfg.optim.eval_every):
                 continue
 
             # Evaluate and report: every worker takes part (report is a barrier).
             elapsed = time.perf_counter() - started
             loss_sum, consistency_sum, total_sum, tokens, batches = sum_across_workers(
-                [loss_sum, consistency_sum, total_sum, tokens, batches])
-            evaluation = evaluate(peft_model, eval_ds, data.task, data.num_labels, tokenizer,
-                                  eval_batch_size, cfg.generation, rank, world_size)
+                [sums.task_loss, sums.consistency_loss, sums.loss, sums.tokens, sums.batches])
+            with precision.autocast():
+                evaluation = evaluate(peft_model, eval_ds, data.task, data.num_labels, tokenizer,
+                                      eval_batch_size, cfg.generation, rank, world_size)
             best.update(evaluation[metric], step)
             metrics = {
                 "step": step,
@@ -290,12 +277,12 @@ def run_loop(config: dict, session) -> None:
             }
             with tempfile.TemporaryDirectory() as folder:
                 save_checkpoint(Path(folder), peft_model, optimizer, scheduler, step, rank,
-                                best=(best.value, best.step))
+                                best=(best.value, best.step), scaler=precision.scaler)
                 session.report(metrics, Path(folder), f"checkpoint_step{step:07d}")
             if rank == 0:
                 # stderr: stdout stays for results (`hk-tune train --json` ends with JSON).
                 print(format_progress(metrics, total_steps), file=sys.stderr, flush=True)
-            loss_sum = consistency_sum = total_sum = tokens = batches = 0.0
+            sums = StepSums()
             started = time.perf_counter()
             if step >= total_steps:
                 break

@@ -237,6 +237,25 @@ def add_lora(model: PreTrainedModel, lora: LoraSettings, task: str) -> PeftModel
     return peft_model
 
 
+def enable_gradient_checkpointing(peft_model: PeftModel) -> None:
+    """Recomputes each transformer block in backward instead of keeping its activations.
+
+    torch's non-reentrant checkpoint: it needs no input that requires grad (the base model is
+    frozen), and it restores the random state before recomputing, so the recomputed forward
+    draws the same dropout masks as the original (tests/train/test_large_models.py checks it).
+
+    Raises:
+        ConfigError: the architecture has no gradient checkpointing in transformers.
+    """
+    base = peft_model.get_base_model()
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise ConfigError(f"model.gradient_checkpointing: {type(base).__name__} does not support "
+                          "it; allowed: false")
+    base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if getattr(base.config, "use_cache", False):
+        base.config.use_cache = False  # a cache is useless while training and clashes with it
+
+
 def _freeze_all_but_last_linear(peft_model: PeftModel) -> None:
     """In the trained copy of each saved head module, only the last `nn.Linear` keeps training
     (RoBERTa's head is dense -> tanh -> out_proj; BERT's classifier is one linear layer)."""

@@ -86,8 +86,8 @@ def test_bad_config_from_the_shell_starts_no_ray(tiny_run, tmp_path):
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         f"hk-tune: error: {path}: unknown key 'optim.lrr'; allowed: ['batch_size', 'epochs', "
-        "'eval_batch_size', 'eval_every', 'grad_clip', 'lr', 'max_steps', 'warmup_ratio', "
-        "'weight_decay']",
+        "'eval_batch_size', 'eval_every', 'grad_accum_steps', 'grad_clip', 'lr', 'max_steps', "
+        "'precision', 'warmup_ratio', 'weight_decay']",
         "no ray",
     ]
 

@@ -15,6 +15,7 @@ from hk_tune import cli
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
+@pytest.mark.slow
 def test_train_refuses_a_truncated_adapter_with_one_line(tiny_run, tmp_path, capsys):
     raw = tiny_run("bert", "classification", name="damaged",
                    scaling={"num_workers": 1, "cpus_per_worker": 1})

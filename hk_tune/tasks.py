@@ -4,3 +4,10 @@ read by the dropout step (its consistency loss), the data pipeline and the metri
 TASKS = ("classification", "regression", "causal_lm")
 # The label torch's cross-entropy skips: prompt tokens and padding of causal LM.
 IGNORE_INDEX = -100
+
+
+def target_tokens(labels):
+    """Which next-token predictions of a causal-LM batch count: the logits at t predict the
+    label at t + 1, and only target tokens (not IGNORE_INDEX) count. A bool tensor (batch,
+    length - 1), the mask transformers' loss averages over."""
+    return labels[:, 1:] != IGNORE_INDEX

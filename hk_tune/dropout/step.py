@@ -24,7 +24,7 @@ from torch import nn
 
 from hk_tune.dropout.attachment import Attachment
 from hk_tune.dropout.consistency import CONSISTENCY, consistency_loss
-from hk_tune.tasks import IGNORE_INDEX, TASKS
+from hk_tune.tasks import TASKS, target_tokens
 
 
 @dataclass
@@ -74,10 +74,10 @@ def _mode(model: nn.Module, training: bool) -> Iterator[None]:
 
 
 def _token_mask(batch: dict, task: str) -> torch.Tensor | None:
-    """Causal LM: logits at t predict labels at t+1; count only target tokens (not IGNORE_INDEX)."""
+    """Causal LM: the target tokens the consistency loss averages over."""
     if task != "causal_lm":
         return None
-    return batch["labels"][:, 1:] != IGNORE_INDEX
+    return target_tokens(batch["labels"])
 
 
 def compute_loss(model: nn.Module, batch: dict, handle: Attachment, task: str) -> StepLoss:

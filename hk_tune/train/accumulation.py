@@ -19,7 +19,7 @@ import torch
 
 from hk_tune.dropout import compute_loss
 from hk_tune.errors import DivergedError
-from hk_tune.tasks import IGNORE_INDEX
+from hk_tune.tasks import target_tokens
 from hk_tune.train.precision import Precision
 
 
@@ -56,7 +56,7 @@ def micro_batch_groups(loader: Iterable, k: int, skip: int = 0) -> Iterator[list
 def micro_batch_weights(group: list[dict], task: str) -> list[float]:
     """Each micro-batch's share of the group's rows, or of its target tokens for causal LM."""
     if task == "causal_lm":
-        counts = [(batch["labels"][:, 1:] != IGNORE_INDEX).sum().item() for batch in group]
+        counts = [target_tokens(batch["labels"]).sum().item() for batch in group]
     else:
         counts = [len(batch["labels"]) for batch in group]
     total = sum(counts)
@@ -92,9 +92,9 @@ def optimizer_step(model, group: list[dict], handle, task: str, optimizer,
     """
     sums = StepSums()
     weights = micro_batch_weights(group, task)
+    no_sync = getattr(model, "no_sync", None)  # DDP's; absent on an unwrapped model
     for index, (batch, weight) in enumerate(zip(group, weights, strict=True)):
         last = index == len(group) - 1
-        no_sync = getattr(model, "no_sync", None)
         sync = contextlib.nullcontext() if last or no_sync is None else no_sync()
         with sync:
             with precision.autocast():

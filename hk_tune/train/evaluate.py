@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from hk_tune.tasks import IGNORE_INDEX
+from hk_tune.tasks import target_tokens
 from hk_tune.train.encoding import collate
 from hk_tune.train.metrics import compute_metrics
 
@@ -91,7 +91,7 @@ def evaluate(peft_model, eval_ds, task: str, num_labels: int, tokenizer, batch_s
             out = peft_model(**inputs)
             labels = inputs["labels"]
             if task == "causal_lm":  # loss is a mean over target tokens
-                n = (labels[:, 1:] != IGNORE_INDEX).sum().item()
+                n = target_tokens(labels).sum().item()
                 predictions += generate_texts(peft_model, batch, tokenizer, generation, device)
                 references += batch["references"]  # every target of the prompt (multi-ref BLEU)
             else:

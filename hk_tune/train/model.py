@@ -58,15 +58,16 @@ def resolve_model_path(name: str) -> str:
 
 def check_model(settings: ModelSettings, lora: LoraSettings) -> str:
     """Checks, without loading weights, that the model exists, runs no code the user did not
-    allow, has weights hk_tune will read, and has LoRA targets.
+    allow, has weights hk_tune will read, has LoRA targets, and supports gradient checkpointing
+    when it is asked for.
 
     Returns:
         The model's `model_type` (e.g. "bert").
 
     Raises:
         ConfigError: a missing folder or config, custom code without `trust_remote_code: true`,
-            only pickle weights without `allow_pickle_weights: true`, or no LoRA target for the
-            architecture.
+            only pickle weights without `allow_pickle_weights: true`, no LoRA target for the
+            architecture, or gradient checkpointing asked of an architecture without it.
     """
     from transformers import AutoConfig
 
@@ -95,6 +96,11 @@ def check_model(settings: ModelSettings, lora: LoraSettings) -> str:
         check_weights(folder, settings)
     check_tokenizer(load_tokenizer(settings), config, settings)
     target_modules(config.model_type, lora)
+    if settings.gradient_checkpointing:
+        from transformers import MODEL_MAPPING
+
+        if type(config) in MODEL_MAPPING:  # else custom code: checked when it loads
+            check_gradient_checkpointing(MODEL_MAPPING[type(config)])
     return config.model_type
 
 
@@ -237,6 +243,14 @@ def add_lora(model: PreTrainedModel, lora: LoraSettings, task: str) -> PeftModel
     return peft_model
 
 
+def check_gradient_checkpointing(model_class: type) -> None:
+    """Refuses `model.gradient_checkpointing: true` for an architecture without it. Every model
+    class of an architecture (base, classification, causal LM) shares the flag."""
+    if not getattr(model_class, "supports_gradient_checkpointing", False):
+        raise ConfigError(f"model.gradient_checkpointing: {model_class.__name__} does not "
+                          "support it; allowed: false")
+
+
 def enable_gradient_checkpointing(peft_model: PeftModel) -> None:
     """Recomputes each transformer block in backward instead of keeping its activations.
 
@@ -248,9 +262,7 @@ def enable_gradient_checkpointing(peft_model: PeftModel) -> None:
         ConfigError: the architecture has no gradient checkpointing in transformers.
     """
     base = peft_model.get_base_model()
-    if not getattr(base, "supports_gradient_checkpointing", False):
-        raise ConfigError(f"model.gradient_checkpointing: {type(base).__name__} does not support "
-                          "it; allowed: false")
+    check_gradient_checkpointing(type(base))
     base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if getattr(base.config, "use_cache", False):
         base.config.use_cache = False  # a cache is useless while training and clashes with it

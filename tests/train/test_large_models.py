@@ -217,3 +217,19 @@ def test_bad_values_are_refused_with_the_key(tiny_run, section, key, value, expe
         raw[section] = {**raw[section], key: value}
     with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace("]", r"\]")):
         RunConfig.from_dict(raw)
+
+
+def test_gradient_checkpointing_an_architecture_lacks_is_refused_before_ray(tiny_run,
+                                                                             monkeypatch):
+    """The pre-Ray check reads the architecture's flag from the model's config alone."""
+    from transformers.models.bert.modeling_bert import BertPreTrainedModel
+
+    from hk_tune.train.trainer import check
+
+    raw = tiny_run()
+    raw["model"] = {"name": raw["model"], "gradient_checkpointing": True}
+    check(RunConfig.from_dict(raw))  # BERT has it
+    monkeypatch.setattr(BertPreTrainedModel, "supports_gradient_checkpointing", False)
+    with pytest.raises(ConfigError, match=r"^model.gradient_checkpointing: BertModel does not "
+                                          r"support it; allowed: false$"):
+        check(RunConfig.from_dict(raw))

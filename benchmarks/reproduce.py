@@ -316,6 +316,12 @@ def table(task: str, cells: dict[str, dict], report: dict) -> str:
     return "\n".join(lines)
 
 
+def sweep_seeds(group: list[dict]) -> dict[int, float]:
+    """Best-epoch accuracy by seed, of the sweep's seeds, which every rate of the sweep has."""
+    return {r["seed"]: r["history"][-1]["best_eval_accuracy"] for r in group
+            if r["seed"] in SWEEP_SEEDS}
+
+
 def sweep_table(task: str, runs: list[dict]) -> str:
     """The rate sweep as numbers: each swept row at every rate, seeds 1-3, paired with the
     baseline's same seeds."""
@@ -324,12 +330,7 @@ def sweep_table(task: str, runs: list[dict]) -> str:
     swept, table_runs = by_row(runs, rate=True), by_row(runs)
     if not swept:
         return ""
-
-    def best(group: list[dict]) -> dict[int, float]:
-        return {r["seed"]: r["history"][-1]["best_eval_accuracy"] for r in group
-                if r["seed"] in SWEEP_SEEDS}
-
-    base = best(table_runs.get("baseline", []))
+    base = sweep_seeds(table_runs.get("baseline", []))
     lines = [f"### {task}: rate sweep, best-epoch accuracy ×100, median [min, max] of seeds "
              f"{list(SWEEP_SEEDS)}", "",
              "| method | rate | best-epoch acc | Δ vs baseline | seeds won |",
@@ -337,7 +338,7 @@ def sweep_table(task: str, runs: list[dict]) -> str:
     for row in SWEEP:
         for rate in sorted((*SWEEP_RATES, PRESET_RATE)):
             group = table_runs.get(row, []) if rate == PRESET_RATE else swept.get((row, rate), [])
-            values = best(group)
+            values = sweep_seeds(group)
             if not values:
                 lines.append(f"| {row} | {rate} | failed | | |")
                 continue
@@ -361,8 +362,7 @@ def rate_figure(task: str, runs: list[dict]):
         return None
 
     def best(group: list[dict]) -> list[float]:
-        return [100 * r["history"][-1]["best_eval_accuracy"] for r in group
-                if r["seed"] in SWEEP_SEEDS]
+        return [100 * value for value in sweep_seeds(group).values()]
 
     base = best(table_runs.get("baseline", []))
     panels = []

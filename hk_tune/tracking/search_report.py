@@ -127,10 +127,11 @@ def log_files(tracker: SearchTracker, paths: list[Path]) -> list[str]:
 def _settle_trials(tracker: SearchTracker, results: list[dict[str, Any]]) -> None:
     """Makes the child runs agree with the search's trials, which matters after a resume.
 
-    A search killed just after a trial's run was created, before Tune saved that trial in
-    its state, resumes without it (the searcher suggests another): that run is an orphan,
-    ended as KILLED and deleted (MLflow keeps deleted runs restorable). A trial whose end
-    never reached MLflow before the kill is ended with its final status.
+    A search killed after a trial's run was created and before Tune saved that trial (or its
+    end) in its state resumes without it: the searcher suggests another point, so that run is
+    an orphan, deleted (MLflow keeps deleted runs restorable) and, if it never ended, ended as
+    KILLED; a run that did finish keeps FINISHED. A trial whose end never reached MLflow
+    before the kill is ended with its final status.
     """
     statuses = {row["trial_id"]: row["status"] for row in results if row.get("trial_id")}
     client = tracker.client()
@@ -138,7 +139,8 @@ def _settle_trials(tracker: SearchTracker, results: list[dict[str, Any]]) -> Non
         trial_id, run_id = run.data.tags["hk_tune.trial_id"], run.info.run_id
         if trial_id not in statuses:
             client.set_tag(run_id, "hk_tune.status", "orphaned")
-            client.set_terminated(run_id, status="KILLED")
+            if run.info.status == "RUNNING":
+                client.set_terminated(run_id, status="KILLED")
             client.delete_run(run_id)
             tracker.runs.pop(trial_id, None)
         elif run.info.status == "RUNNING" and statuses[trial_id] in entities.STATUSES:

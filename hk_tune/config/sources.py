@@ -39,6 +39,7 @@ BUNDLED: dict[str, Schema] = {
         "classification", {"text": "text", "label": "label"}, ("negative", "positive")
     ),
     "sentiment_regression": Schema("regression", {"text": "text", "label": "rating"}),
+    "snli_generation": Schema("causal_lm", {"prompt": "prompt", "target": "target"}),
 }
 
 # The GLUE tasks of the paper and its neighbours, as `datasets.load_dataset("nyu-mll/glue", name)`

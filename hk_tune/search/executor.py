@@ -7,7 +7,9 @@
 - `train`: the trial is a driver on a tiny CPU share that fits a Ray Train `TorchTrainer` (new
   worker processes per trial): multi-worker DDP, GPUs, clusters. The Train run is named from the
   Tune trial id, so a retried or resumed trial continues from its checkpoint.
-- `auto`: `inprocess` for one CPU worker, `train` otherwise.
+- `auto`: `inprocess` for one worker (its CPUs, or a whole or fractional GPU: the trial actor
+  holds the GPU, the model moves onto it and leaves it when the trial ends), `train` for
+  several workers (DDP: NCCL on GPUs, gloo on CPUs).
 
 Either way a failed trial gets the run config's `max_failures` restarts from its latest
 checkpoint, and no more (`tune_max_failures`).
@@ -25,7 +27,7 @@ from typing import Any
 from hk_tune.config.run import RunConfig
 from hk_tune.config.space import SearchConfig
 from hk_tune.train.loop import run_loop
-from hk_tune.train.session import TuneSession
+from hk_tune.train.session import TuneSession, free_accelerator_memory
 from hk_tune.train.trainer import build_trainer, fit_trainer
 
 DRIVER_CPU = 0.01  # the Train driver's share: a whole CPU would deadlock a 2-core machine
@@ -36,9 +38,7 @@ def choose_executor(space: SearchConfig) -> str:
     """The executor `space` asks for, with `auto` resolved."""
     if space.executor != "auto":
         return space.executor
-    one_cpu_worker = (space.resources.get("num_workers", 1) == 1
-                      and not space.resources.get("gpus_per_worker"))
-    return "inprocess" if one_cpu_worker else "train"
+    return "inprocess" if space.resources.get("num_workers", 1) == 1 else "train"
 
 
 def trial_resources(space: SearchConfig) -> dict[str, float]:
@@ -107,13 +107,14 @@ def run_trial(config: dict[str, Any], space: SearchConfig, executor: str,
     raw["name"] = ray.tune.get_context().get_trial_id()
     raw["storage_path"] = train_storage
     if executor == "inprocess":
-
         raw["scaling"] = {**raw.get("scaling", {}), "num_workers": 1}
-        run_loop(raw, TuneSession())
+        try:
+            run_loop(raw, TuneSession())
+        finally:  # the next trial in this actor starts with the GPU as this one found it
+            free_accelerator_memory()
         return
 
     from ray.tune.integration.ray_train import TuneReportCallback
-
 
     trainer = build_trainer(RunConfig.from_dict(raw, where="trial"),
                             callbacks=[TuneReportCallback()])

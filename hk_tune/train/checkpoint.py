@@ -151,7 +151,9 @@ def load_checkpoint(folder: Path, peft_model, optimizer, scheduler, rank: int,
         set_peft_model_state_dict(peft_model, weights)
 
     def load_trainer_state(path: Path) -> tuple[int, float | None, int | None]:
-        state = torch.load(path, weights_only=True)
+        # On the CPU first: the optimizer moves its state to its parameters' device, so a run
+        # saved on a GPU resumes on another GPU, or on a machine without one.
+        state = torch.load(path, weights_only=True, map_location="cpu")
         missing = [key for key in ("step", "optimizer", "scheduler") if key not in state]
         if missing:
             raise ValueError(f"no {missing} in it")
@@ -167,6 +169,7 @@ def load_checkpoint(folder: Path, peft_model, optimizer, scheduler, rank: int,
     rng_file = RNG_STATE.format(rank=rank)
     if (folder / rng_file).exists():  # absent when the run had fewer workers before
         read_checkpoint_file(folder, rng_file,
-                             lambda path: set_rng_state(torch.load(path, weights_only=True)),
+                             lambda path: set_rng_state(torch.load(path, weights_only=True,
+                                                                  map_location="cpu")),
                              where)
     return step, best_value, best_step

@@ -3,12 +3,13 @@
 `run_loop` touches Ray only through a session, so the same loop serves both executors:
 
 - `TrainSession`: a Ray Train worker (`train_fn_per_worker`); DDP, GPUs, clusters.
-- `TuneSession`: one process inside a Tune trial, the search's fast path for single-worker CPU
-  trials (docs/design.md 4). With actor reuse, the tokenizer, the tokenized data and the base model
-  stay in a module-level cache across trials; each trial gets a deep copy of the base model with
-  its new task head initialized afresh from the trial's seed.
+- `TuneSession`: one process inside a Tune trial, the search's fast path for single-worker
+  trials (docs/design.md 4), on the trial's GPU when Tune gave it one. With actor reuse, the
+  tokenizer, the tokenized data and the base model stay in a module-level cache across trials
+  (the model on the CPU); each trial gets a deep copy of the base model, moved to its device,
+  with its new task head initialized afresh from the trial's seed.
 - `LocalSession`: the loop in this process with no Ray at all (benchmarks, notebooks, a GPU
-  check): its reports are kept in `history`, nothing is persisted.
+  check), on the device it is given: its reports are kept in `history`, nothing is persisted.
 
 Which session a run had never changes its numbers: the loop seeds the head and LoRA init itself
 (`hk_tune.train.loop.build_inputs`), so a cached base model and a freshly loaded one start the
@@ -71,7 +72,14 @@ class TuneSession(TrainSession):
         return 0, 1
 
     def prepare_model(self, model):
-        return model
+        return model.to(self.device())
+
+    def device(self) -> str:
+        """`cuda` when Tune gave the trial a GPU: Ray then shows the actor only its own GPUs
+        (CUDA_VISIBLE_DEVICES), so device 0 is the trial's; `cpu` otherwise, even on a GPU node."""
+        import ray
+
+        return trial_device(bool(ray.get_gpu_ids()))
 
     def prepare_data_loader(self, loader):
         return loader
@@ -93,6 +101,26 @@ class TuneSession(TrainSession):
         return _CACHE[key]
 
 
+def trial_device(has_gpu: bool) -> str:
+    """The device of a one-process trial: its GPU if it was given one and CUDA works."""
+    import torch
+
+    return "cuda" if has_gpu and torch.cuda.is_available() else "cpu"
+
+
+def free_accelerator_memory() -> None:
+    """Returns what a finished run left on the GPU to the driver: its model and optimizer are
+    garbage once the loop returns, but PEFT's modules hold reference cycles (collected only by
+    gc) and torch's caching allocator keeps freed blocks reserved for this process."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def fresh_copy(value: Any) -> Any:
     """A deep copy, so a trial's changes (LoRA layers, attached dropout) never reach the cache."""
     return copy.deepcopy(value)
@@ -104,11 +132,16 @@ class LocalSession(TuneSession):
     Args:
         cache: keep the tokenizer, data and base model for the next run in this process, as a
             reused Tune actor does; False loads them afresh, as a Ray Train worker does.
+        device: where the run's model trains ("cpu", "cuda", "cuda:1").
     """
 
-    def __init__(self, cache: bool = True):
+    def __init__(self, cache: bool = True, device: str = "cpu"):
         self.cache_models = cache
+        self._device = device
         self.history: list[dict[str, Any]] = []
+
+    def device(self) -> str:
+        return self._device
 
     def get_checkpoint(self):
         return None

@@ -31,13 +31,22 @@ def test_concurrency_follows_the_clusters_gpus(overrides, cluster, expected):
     assert trials_that_fit(space, cluster) == expected
 
 
-def test_gpu_trials_ask_for_fractional_gpus_per_worker():
+def test_a_one_worker_gpu_trial_runs_in_the_reused_trial_actor_holding_its_gpu():
     space = load_space(QUICKSTART, ["resources.gpus_per_worker=0.5"])
-    assert choose_executor(space) == "train"  # GPUs go through Ray Train's workers
+    assert choose_executor(space) == "inprocess"  # no Ray Train worker processes per trial
 
     scaling = space.base.scaling
     assert scaling.use_gpu and scaling.gpus_per_worker == 0.5
-    assert trial_resources(space) == {"cpu": 0.01}  # the driver; the worker holds the GPU
+    assert trial_resources(space) == {"cpu": 1.0, "gpu": 0.5}  # the trial actor holds it
+
+
+def test_multi_worker_gpu_trials_keep_ray_train():
+    space = load_space(QUICKSTART, ["resources.num_workers=4", "resources.gpus_per_worker=1"])
+    assert choose_executor(space) == "train"
+    assert trial_resources(space) == {"cpu": 0.01}  # the driver; the workers hold the GPUs
+    assert trials_that_fit(space, {"CPU": 64.0, "GPU": 8.0}) == 2
+    forced = load_space(QUICKSTART, ["resources.gpus_per_worker=1", "executor=train"])
+    assert choose_executor(forced) == "train"
 
 
 def test_storage_path_comes_from_the_environment_unless_the_space_sets_it(monkeypatch):

@@ -2,6 +2,7 @@
 OptunaSearch, MLflow, the in-process executor) and through a plain in-process Optuna loop.
 
     python benchmarks/search_overhead.py [--trials 8] [--steps 2] [--repeats 2] [--json]
+                                         [--executor inprocess|train]
 
 Both run in fresh processes, one trial at a time (equal concurrency), the same MiniLM + LoRA
 training function (`hk_tune.train.loop.run_loop`) on the same tiny budget and the same
@@ -22,7 +23,13 @@ remained.
 `--steps 60` gives each trial real training (the budget of `search_spaces/reproduce.yaml`'s
 runs), to see the ratio where the fixed costs are spread over trials that matter.
 
-Targets (issue 4): per-trial overhead <= 5 s and ratio <= 1.2.
+`--executor train` runs the search's trials through Ray Train instead (a driver on a CPU share
+fitting a `TorchTrainer` with new worker processes per trial, as multi-worker and multi-GPU
+trials run): its per-trial overhead is what every such trial pays. The trials "as timed inside
+the actor" are then the drivers, each including its Train run's start and teardown.
+
+Targets (issue 4): per-trial overhead <= 5 s and ratio <= 1.2 (in-process); <= 15 s per trial
+through Ray Train (issue 18).
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ search:
     choices: {none: {}, kl: {dropout.consistency.weight: {type: log_float, low: 0.01, high: 10}}}
 max_concurrent: 1
 resources: {num_workers: 1, cpus_per_worker: CPUS}
-executor: inprocess
+executor: EXECUTOR
 seed: 0
 """
 
@@ -69,6 +76,7 @@ def plain_loop(space_file: str, trials: int, points: list[dict]) -> None:
     configuration (a consistency loss doubles the forward passes), so both run the same ones."""
     started = time.perf_counter()
     import optuna
+    import torch
 
     from hk_tune.config.space_file import load_space
     from hk_tune.search.space import suggest
@@ -76,6 +84,7 @@ def plain_loop(space_file: str, trials: int, points: list[dict]) -> None:
     from hk_tune.train.session import LocalSession
 
     space = load_space(space_file, [f"num_samples={trials}"])
+    torch.set_num_threads(int(space.resources["cpus_per_worker"]))  # as many as a trial has
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=space.seed))
@@ -164,6 +173,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2,
                         help="runs of each, taken in turns (the ratio is of their medians)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--executor", choices=("inprocess", "train"), default="inprocess",
+                        help="how the search runs its trials (the plain loop is always in-process)")
     # internal: the plain loop's process, and the search's configurations for it
     parser.add_argument("--plain", help=argparse.SUPPRESS)
     parser.add_argument("--points", help=argparse.SUPPRESS)
@@ -175,10 +186,13 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="hk_tune_overhead_")
     space_file = str(Path(work) / "overhead.yaml")
     # One trial at a time with every core, as the plain loop has them: Ray sets a trial's
-    # torch threads (OMP_NUM_THREADS) to its CPU share.
+    # torch threads (OMP_NUM_THREADS) to its CPU share. Through Ray Train the trial's driver
+    # holds a CPU share too, so its worker gets one core less (the plain loop the same number).
     cpus = os.cpu_count() or 1
+    if args.executor == "train":
+        cpus = max(cpus - 1, 1)
     Path(space_file).write_text(SPACE.replace("STEPS", str(args.steps))
-                                .replace("CPUS", str(cpus)))
+                                .replace("CPUS", str(cpus)).replace("EXECUTOR", args.executor))
     python = sys.executable
     hk_tune = str(Path(python).with_name("hk-tune"))
     # This machine's speed drifts by 10-20% over minutes: the two are run in turns, `--repeats`
@@ -240,7 +254,8 @@ def main() -> None:
         "floor: new process importing torch+transformers+peft, loading the model (s)":
             floor["cold trial process"],
     }
-    print(f"{args.trials} trials of {args.steps} steps, one at a time; {args.repeats} runs "
+    print(f"{args.trials} trials of {args.steps} steps, one at a time, executor "
+          f"{args.executor}; {args.repeats} runs "
           "of each, in turns; the breakdown is of the median run of each")
     print(f"hk-tune search: {search_wall:.1f} s   plain Optuna loop: {plain_wall:.1f} s   "
           f"(medians; runs: search {[round(w, 1) for w in search_walls]}, plain "
@@ -261,7 +276,7 @@ def main() -> None:
                           "further_trial_ratio": round(further["search"] / further["plain"], 3),
                           "once_per_run_s": {k: round(v, 1) for k, v in fixed.items()},
                           "trials": args.trials, "steps": args.steps,
-                          "repeats": args.repeats,
+                          "repeats": args.repeats, "executor": args.executor,
                           "search_s": round(search_wall, 1),
                           "plain_s": round(plain_wall, 1), "breakdown": breakdown}))
 

@@ -18,7 +18,8 @@ ROOMS = {
     "ray": ("train/", "search/"),
     "optuna": ("search/",),
     "mlflow": ("tracking/",),
-    "transformers": ("train/", "dropout/attachment.py", "search/"),
+    "transformers": ("train/", "dropout/attachment.py", "search/", "integrations/"),
+    "trl": ("integrations/",),
 }
 
 

@@ -6,6 +6,7 @@ does, and a resumed run continues exactly."""
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -208,3 +209,30 @@ def test_the_task_is_read_from_the_model(tiny_models):
     assert infer_task(bert) == "classification"
     scorer = AutoModelForSequenceClassification.from_pretrained(tiny_models["bert"], num_labels=1)
     assert infer_task(scorer) == "regression"
+
+
+def test_gradient_checkpointing_and_bf16_through_the_trainers_own_flags(tmp_path):
+    """`gradient_checkpointing=True` recomputes blocks with the same dropout masks: the same
+    losses and weights as without it. `bf16=True` (autocast on the CPU) trains finite losses
+    with the consistency term."""
+    model, tokenizer = minilm_classifier()
+    start = copy.deepcopy(model)
+    rows = sentiment_rows(tokenizer)
+    runs = {}
+    for name, changes in (("plain", {}), ("checkpointing", {"gradient_checkpointing": True}),
+                          ("bf16", {"bf16": True})):
+        trained = copy.deepcopy(start)
+        trainer = DropoutTrainer(model=trained, args=training_args(tmp_path / name, **changes),
+                                 processing_class=tokenizer, train_dataset=rows,
+                                 dropout="hiddenkey")
+        trainer.train()
+        runs[name] = (trained, [r for r in trainer.state.log_history if "loss" in r])
+    plain, checkpointed = runs["plain"], runs["checkpointing"]
+    assert [r["loss"] for r in plain[1]] == [r["loss"] for r in checkpointed[1]]
+    for (name, a), (_, b) in zip(plain[0].named_parameters(), checkpointed[0].named_parameters(),
+                                 strict=True):
+        if a.requires_grad:
+            torch.testing.assert_close(a, b, msg=name)
+    bf16_logs = runs["bf16"][1]
+    assert all(math.isfinite(r["loss"]) and r["consistency_loss"] > 0 for r in bf16_logs)
+    assert [r["loss"] for r in bf16_logs] != [r["loss"] for r in plain[1]]  # autocast was on

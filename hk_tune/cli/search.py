@@ -22,7 +22,7 @@ from hk_tune.search.confirm import format_confirmation
 from hk_tune.search.executor import choose_executor
 from hk_tune.search.export import EXPORT_INFO, export_search
 from hk_tune.search.results import SearchSummary, format_table, json_line
-from hk_tune.search.run import SearchOptions, resume_search, run_search
+from hk_tune.search.run import SearchOptions, resume_search, search
 from hk_tune.search.space import sample
 from hk_tune.tracking import serve_ui, stop_ui, ui_url
 from hk_tune.tracking.names import run_name
@@ -96,11 +96,11 @@ def search_command(args: argparse.Namespace) -> int:
     print(describe_search(space), flush=True)
     started = time.perf_counter()
     try:
-        summary = run_search(space, SearchOptions(space_file=args.space,
-                                                  overrides=list(args.overrides),
-                                                  address=args.address,
-                                                  ray_dashboard=args.ray_dashboard,
-                                                  tracking_uri=args.tracking_uri))
+        summary = search(space, SearchOptions(space_file=args.space,
+                                              overrides=list(args.overrides),
+                                              address=args.address,
+                                              ray_dashboard=args.ray_dashboard,
+                                              tracking_uri=args.tracking_uri))
     except ConfigError as error:
         raise in_file(error, args.space) from None
     return report(summary, args.json, time.perf_counter() - started)

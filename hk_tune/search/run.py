@@ -1,8 +1,8 @@
 """A search from start to finish: the checks before Ray, Ray and the tracker, the trials, resume,
 seed confirmation, and the results.
 
-    summary = run_search(load_space("search_spaces/quickstart.yaml"),
-                         SearchOptions(space_file="search_spaces/quickstart.yaml"))
+    summary = search(load_space("search_spaces/quickstart.yaml"),
+                     SearchOptions(space_file="search_spaces/quickstart.yaml"))
     summary = resume_search("hk_tune_runs/quickstart")
     summary.best["name"], summary.best_config_path
 
@@ -64,7 +64,7 @@ def search_folder(space: SearchConfig) -> str:
     return storage.join(storage.resolve(space.storage_path), space.name)
 
 
-def run_search(space: SearchConfig, options: SearchOptions,
+def search(space: SearchConfig, options: SearchOptions,
                tracker: Tracker | None = None) -> SearchSummary:
     """Runs a whole search: checks, Tune, confirmation, results.
 

@@ -269,3 +269,48 @@ def test_older_checkpoints_are_deleted_once_tunes_saved_state_stops_naming_them(
                                       for i in (0, 1))
     (state,) = folder.glob("experiment_state-*.json")
     assert all(str(t / "checkpoint_000003").encode().hex() in state.read_text() for t in trials)
+
+
+def test_load_result_reads_the_finished_search_as_typed_results(finished_search):
+    from hk_tune.search import SearchResult, load_result
+
+    _, out, tmp_path, uri = finished_search
+    final = json.loads(out.strip().splitlines()[-1])
+    result = load_result(tmp_path / "runs" / "tiny")
+    assert isinstance(result, SearchResult)
+    assert result.best_config == final["best_config"]
+    assert str(result.best_config_path) == final["best_config_path"]
+    assert (result.best.name, result.best.score) == (final["name"], final["value"])
+    assert len(result.trials) == 4 and result.best in result.trials
+    completed = [t.score for t in result.trials if t.status == "completed"]
+    assert completed == sorted(completed, reverse=True)  # ranked, best first (mode max)
+    assert result.confirmation is not None
+    assert result.confirmation.winner.median == final["median"]
+    assert result.confirmation.winner.trial_id == result.best.trial_id
+    assert len(result.confirmation.winner.values) == 2  # the trial and one more seed
+    adapter = Path(result.adapter_path)
+    assert (adapter / "adapter_model.safetensors").is_file()
+    assert (adapter / "adapter_config.json").is_file()
+    assert result.tracking_uri == uri and result.parent_run_id
+    with pytest.raises(Exception, match="no finished search here"):
+        load_result(tmp_path)
+
+
+def test_run_search_from_python_finds_what_the_command_line_found(finished_search, tmp_path,
+                                                                  tiny_models, toy_data):
+    """The same space (a new folder and name) through `run_search`: the same trials, the same
+    ranking and the same best configuration as `hk-tune search`."""
+    from hk_tune.search import load_result, run_search
+
+    _, _, cli_path, _ = finished_search
+    space = tiny_space(tmp_path, tiny_models, toy_data, confirm={"top_k": 1, "seeds": 2})
+    result = run_search(space, overrides=["name=from_python"],
+                        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    found = load_result(cli_path / "runs" / "tiny")
+    assert result.name == "from_python"
+    assert [(t.name, t.score, t.status) for t in result.trials] == [
+        (t.name, t.score, t.status) for t in found.trials]
+    ignore = ("name", "storage_path")
+    assert ({k: v for k, v in result.best_config.items() if k not in ignore}
+            == {k: v for k, v in found.best_config.items() if k not in ignore})
+    assert result.confirmation.winner.median == found.confirmation.winner.median

@@ -12,7 +12,7 @@ machine's speed drifts over minutes. Prints the wall-time ratio (of the medians)
 overhead ((search - plain) / N) and where the median search's time went: interpreter, imports
 and exit, the model and data check, Ray start (the MLflow set-up runs meanwhile), the trials as
 Tune timed them inside the actor, Tune's own time between trials and at the start and end of
-its fit, and the end (ranking, fANOVA, MLflow artifacts, while Ray shuts down). It splits both
+its fit, and the end (ranking, importances, MLflow artifacts, while Ray shuts down). It splits both
 runs into what each trial after the first costs (its ratio is what N trials tend to) and what
 is left once per run. With `--json` the last line is a JSON object with `ratio` and
 `per_trial_overhead_s`.
@@ -243,7 +243,7 @@ def main() -> None:
         "  other trials, mean (s)": round(mean_after_first(trial_s), 2),
         "Tune between trials (result, searcher, MLflow, actor reuse) (s)": round(between, 1),
         "Tune's start and end (new actor process, last save) (s)": round(fit_ends, 1),
-        "results, fANOVA, MLflow artifacts; Ray shuts down meanwhile (s)": timings.get(
+        "results, importances, MLflow artifacts; Ray shuts down meanwhile (s)": timings.get(
             "results and MLflow"),
         "Ray shutdown, rest not overlapped (s)": timings.get("Ray shutdown (rest)"),
         "plain loop: process total (s)": round(plain_wall, 1),

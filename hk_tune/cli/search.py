@@ -212,7 +212,7 @@ def format_best(summary: SearchSummary) -> str:
     lines.append(f"best: {best['name']} ({scope}{summary.metric} {best['metric']:.4f}{step}"
                  f"{median}), trial {best['trial_id']}")
     if summary.importances:
-        lines.append("importance (fANOVA): " + ", ".join(
+        lines.append("importance (PED-ANOVA): " + ", ".join(
             f"{k} {v:.2f}" for k, v in sorted(summary.importances.items(), key=lambda kv: -kv[1])))
     lines.append(f"best configuration: {summary.best_config_path}  "
                  f"(hk-tune train {summary.best_config_path})")

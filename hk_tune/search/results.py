@@ -1,4 +1,4 @@
-"""What a finished search says: the best configuration as a `hk-tune train` YAML, fANOVA
+"""What a finished search says: the best configuration as a `hk-tune train` YAML, parameter
 importances, the summary (`summary.json`, what `hk-tune best` prints) and the `--json` line.
 """
 
@@ -36,7 +36,7 @@ class SearchSummary:
             YAML `hk-tune train` takes, and the search folder's copy when that is a URI.
         overfitting: which completed trials' eval loss turned (`hk_tune.search.overfit`).
         confirmation: the seed confirmation (`hk_tune.search.confirm.summarize`), or None.
-        importances: parameter -> fANOVA importance.
+        importances: parameter -> PED-ANOVA importance (`importances`).
         parent_run_id, experiment_id, tracking_uri, tracking_gaps: where MLflow has it, and
             what an outage kept out.
         timings_s: where the search's wall time went.
@@ -90,11 +90,22 @@ def best_of(row: TrialRow) -> dict[str, Any]:
             "params": row.params}
 
 
+# PED-ANOVA compares where the top trials' values lie with where all trials' lie, per parameter,
+# over the trials that have it (condPED-ANOVA), so a rate or λ that exists only under one choice
+# of its switch is assessed too; fANOVA and mean decrease impurity see only the parameters that
+# every trial has. It needs a few trials in the top quantile.
+MIN_TOP_TRIALS = 2
+MIN_TRIALS = 4
+
+
 def importances(space: SearchConfig, rows: list[TrialRow]) -> dict[str, float]:
-    """fANOVA importance of each searched parameter (dotted path -> share), from the trials
-    with a metric; {} when there are too few trials to say."""
+    """PED-ANOVA importance (Optuna's default evaluator) of each searched parameter, conditional
+    ones included (dotted path -> share), from the trials with a metric; {} when there are
+    too few trials to say."""
+    import warnings
+
     import optuna
-    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+    from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     distributions = space_distributions(space)
@@ -106,9 +117,19 @@ def importances(space: SearchConfig, rows: list[TrialRow]) -> dict[str, float]:
         study.add_trial(optuna.trial.create_trial(
             params=params, distributions={k: distributions[k] for k in params},
             value=row.metric))
+    scored = len(study.trials)
+    if scored < MIN_TRIALS:
+        return {}
+    # The top quantile holds at least MIN_TOP_TRIALS trials, and at most half of them.
+    quantile = min(0.5, max(0.1, MIN_TOP_TRIALS / scored))
+    evaluator = PedAnovaImportanceEvaluator(target_quantile=quantile)
     try:
-        found = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=space.seed))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "importances will be equal": reported as {} below
+            found = get_param_importances(study, evaluator=evaluator)
     except (RuntimeError, ValueError):
+        return {}
+    if not any(found.values()):
         return {}
     return {name.replace("/", ".", 1): float(value) for name, value in found.items()}
 

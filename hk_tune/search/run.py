@@ -211,7 +211,7 @@ def finish(space: SearchConfig, folder: str, grid, tracker: Tracker, timer: Time
         timer.lap("confirmation")
         best = next(r for r in rows if r.trial_id == summary_confirm["winner"]["trial_id"])
     # Nothing below needs Ray. Its shutdown is mostly waiting (for its processes to exit), so it
-    # runs beside the ranking, fANOVA, plots and tracking instead of after them.
+    # runs beside the ranking, importances, plots and tracking instead of after them.
     stopping = InBackground(stop_local_ray) if stop_ray else None
     try:
         summary = _write_results(space, folder, rows, histories, best, baseline,
@@ -232,7 +232,7 @@ def finish(space: SearchConfig, folder: str, grid, tracker: Tracker, timer: Time
 def _write_results(space: SearchConfig, folder: str, rows: list[TrialRow], histories: dict,
                    best: TrialRow, baseline: str | None, summary_confirm: dict | None,
                    tracker: Tracker) -> SearchSummary:
-    """Writes the best configuration and ends the tracker's search (ranked trials, fANOVA,
+    """Writes the best configuration and ends the tracker's search (ranked trials, importances,
     plots, the winner's adapter); returns the summary."""
     best_config = results.best_run_config(space, best.sampled, f"{space.name}_best")
     best_path = storage.join(folder, results.BEST_CONFIG)

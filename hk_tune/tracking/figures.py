@@ -63,15 +63,21 @@ class Figure:
     panels: list[Panel]
 
 
-def importances(values: dict[str, float]) -> Figure | None:
-    """Parameter importances (Optuna's fANOVA, computed by the search), largest on top."""
+def importances(values: dict[str, float], trials: int) -> Figure | None:
+    """Parameter importances (Optuna's PED-ANOVA, computed by the search from `trials` scored
+    trials, which the title gives: a handful of trials says little), largest on top."""
     ranked = sorted(((k, float(v)) for k, v in values.items() if _finite(v)), key=lambda kv: kv[1])
     if not ranked:
         return None
     names, scores = [k for k, _ in ranked], [v for _, v in ranked]
-    panel = Panel("", "importance (fANOVA)", "parameter", [Series("importance", scores, names,
-                                                                     kind="barh")])
-    return Figure("importances", "Which parameters mattered", [panel])
+    panel = Panel("", "importance (PED-ANOVA)", "parameter", [Series("importance", scores, names,
+                                                                        kind="barh")])
+    return Figure("importances", f"Which parameters mattered (from {trials} trials)", [panel])
+
+
+def scored_trials(results: list[dict[str, Any]]) -> int:
+    """The trials with a score, which the importances were computed from."""
+    return sum(1 for row in results if _finite(row.get("metric")))
 
 
 def metric_vs_rate(

@@ -43,7 +43,7 @@ def draw_search_plots(
         keeps the others, or the results table, off the parent run.
     """
     builders: dict[str, Callable[[], Figure | None]] = {
-        "importances": lambda: figures.importances(importances),
+        "importances": lambda: figures.importances(importances, figures.scored_trials(results)),
         "metric_vs_rate": lambda: figures.metric_vs_rate(results, metric, mode,
                                                          baseline_trial_id),
         "curves": lambda: figures.curves(histories, metric, best_trial_id, baseline_trial_id,

@@ -60,7 +60,7 @@ def finish_search(
             steps, time_s).
         best_config: the winning configuration, written as best_config.yaml.
         metric: the metric's name; mode: "max" or "min".
-        importances: parameter -> fANOVA importance, plotted as importances.png/.html.
+        importances: parameter -> importance (PED-ANOVA), plotted as importances.png/.html.
         histories: trial id -> per-step metric dicts, for curves.png/.html.
         baseline_trial_id: the trial with every dropout off, drawn in the plots.
         best_trial_id: the winner; default the first of `results`.

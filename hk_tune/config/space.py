@@ -95,6 +95,7 @@ class SearchConfig:
     executor: str = "auto"
     name: str = "search"
     storage_path: str = "hk_tune_runs"
+    experiment: str = "hk_tune"  # the MLflow experiment holding the search's runs
 
     @property
     def score(self) -> str:

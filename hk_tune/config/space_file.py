@@ -40,8 +40,11 @@ EXECUTORS = ("auto", "train", "inprocess")
 SCHEDULERS = ("none", "asha")
 SETTINGS = ("fixed", "search", "metric", "metric_scope", "mode", "num_samples", "max_concurrent",
             "scheduler", "resources", "seed", "warm_start", "confirm", "executor", "name",
-            "storage_path")
+            "storage_path", "experiment")
 STORAGE_ENV = "HK_TUNE_STORAGE_PATH"  # storage_path when neither the file nor overrides set it
+# The MLflow experiment when the file sets none: MLflow's own variable, else hk_tune's default.
+EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
+DEFAULT_EXPERIMENT = "hk_tune"
 
 
 def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SearchConfig:
@@ -163,6 +166,7 @@ def build_space(raw: dict[str, Any], where: str) -> SearchConfig:
         name=str(raw.get("name")),
         # From the file or an override, else the environment (a cluster's shared storage).
         storage_path=str(raw.get("storage_path") or os.environ.get(STORAGE_ENV, "hk_tune_runs")),
+        experiment=_experiment(raw.get("experiment"), where),
     )
     RunConfig.from_dict({**space.raw_config({}), "name": space.name}, where=where)
     for point in space.warm_start_points:
@@ -170,6 +174,18 @@ def build_space(raw: dict[str, Any], where: str) -> SearchConfig:
     for point in branch_points(entries):
         RunConfig.from_dict(space.raw_config(point), where=f"{where}: search")
     return space
+
+
+def _experiment(value: Any, where: str) -> str:
+    """The MLflow experiment: the file's `experiment`, else MLFLOW_EXPERIMENT_NAME, else
+    hk_tune. MLflow names are free text up to 500 characters; an empty one is refused."""
+    if value is None:
+        value = os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
+    if not isinstance(value, str) or not value.strip() or len(value) > 500:
+        raise ConfigError(f"{where}: experiment: {value!r}; allowed: a non-empty MLflow "
+                          f"experiment name of at most 500 characters (default: "
+                          f"${EXPERIMENT_ENV}, else {DEFAULT_EXPERIMENT!r})")
+    return value
 
 
 def branch_points(entries: Sequence[Entry]) -> list[dict[str, Any]]:

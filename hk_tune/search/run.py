@@ -81,7 +81,7 @@ def search(space: SearchConfig, options: SearchOptions,
     timer.lap("model and data check")
 
     def set_up_tracking() -> Tracker:
-        chosen = tracker or mlflow_tracker(options.tracking_uri)
+        chosen = tracker or mlflow_tracker(options.tracking_uri, space.experiment)
         chosen.check()
         storage.write_text(storage.join(folder, SPACE_COPY),
                            Path(options.space_file).read_text())
@@ -90,6 +90,7 @@ def search(space: SearchConfig, options: SearchOptions,
         state = {"overrides": [*options.overrides, f"name={space.name}",
                                f"storage_path={storage.resolve(space.storage_path)}"],
                  "address": options.address, "tracking_uri": chosen.tracking_uri,
+                 "experiment": space.experiment,
                  "parent_run_id": parent, "space_file": options.space_file}
         storage.write_text(storage.join(folder, SEARCH_STATE), json.dumps(state, indent=1))
         return chosen
@@ -132,7 +133,8 @@ def resume_search(folder: str | Path, address: str | None = None,
     check_tune_state(folder)
     state = json.loads(storage.read_text(storage.join(folder, SEARCH_STATE)))
     space = _load_space_copy(folder, state["overrides"])
-    tracker = mlflow_tracker(state["tracking_uri"])
+    # The experiment the search began in, whatever MLFLOW_EXPERIMENT_NAME says now.
+    tracker = mlflow_tracker(state["tracking_uri"], state.get("experiment", space.experiment))
     tracker.check()
     tracker.attach_search(state["parent_run_id"])
     address = address or state.get("address")
@@ -146,9 +148,8 @@ def resume_search(folder: str | Path, address: str | None = None,
                   stop_ray=not ray_was_running and address is None)
 
 
-def mlflow_tracker(tracking_uri: str | None) -> Tracker:
-
-    return SearchTracker(tracking_uri)
+def mlflow_tracker(tracking_uri: str | None, experiment: str) -> Tracker:
+    return SearchTracker(tracking_uri, experiment)
 
 
 def callbacks(space: SearchConfig, tracker: Tracker) -> list:

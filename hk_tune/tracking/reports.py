@@ -80,7 +80,7 @@ def summary(
         Tags (metric, mode, trial counts per status, best trial and run, and a Markdown
         description under `mlflow.note.content`, which the UI shows) and metrics: the best
         value under the metric's own name, so the parent's row in the runs table shows it, and
-        the confirmation's numbers as `confirmation.<key>`.
+        the confirmed winner's median, min and max over seeds (`confirmation_metrics`).
     """
     counts = {s: sum(r.get("status") == s for r in results) for s in ("completed", "stopped",
                                                                        "errored")}
@@ -98,11 +98,19 @@ def summary(
             values["best_step"] = best["best_step"]
         lines.insert(0, f"**Best:** {best.get('name') or trial} ({metric} = "
                         f"{best.get('metric')}, trial {trial})")
-    for key, value in (confirmation or {}).items():
-        values[f"confirmation.{key}"] = value  # only numbers become metrics
+    values.update(confirmation_metrics((confirmation or {}).get("winner")))
     lines.append("Artifacts: " + ", ".join(sorted(artifacts)))
     tags["mlflow.note.content"] = "\n\n".join(lines)
     return tags, values
+
+
+def confirmation_metrics(row: Mapping[str, Any] | None) -> dict[str, float]:
+    """A confirmed configuration's score over seeds, as metrics: `confirmation.median` (what
+    the winner is chosen by), `.min`, `.max` and `.seeds` (how many it was trained with)."""
+    if not row:
+        return {}
+    return {"confirmation.median": row["median"], "confirmation.min": row["min"],
+            "confirmation.max": row["max"], "confirmation.seeds": len(row["values"])}
 
 
 def _cell(value: Any) -> Any:

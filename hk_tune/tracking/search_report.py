@@ -103,6 +103,11 @@ def finish_search(
         summary = reports.summary(results, best, metric, mode, tracker.runs, confirmation,
                                   [path.name for path in files])
         tracker.guard.call("summary of the search", lambda: _summarize(tracker, parent, *summary))
+        for row in (confirmation or {}).get("configurations", []):
+            run_id = tracker.runs.get(row["trial_id"])
+            if run_id is not None:  # each confirmed trial's run carries its own median
+                tracker.guard.call(f"confirmation of {row['trial_id']}",
+                                   _confirmation_metrics(tracker, run_id, row))
         tracker.guard.retry()  # the end's own failures get their one retry too
         lines = tracker.guard.lines()
         if lines:
@@ -167,6 +172,15 @@ def _summarize(tracker: SearchTracker, parent: str, tags: dict[str, str],
         client.log_batch(parent, tags=chunk)
     client.log_batch(parent, metrics=entities.metrics(metrics, 0, now_ms()))
     client.set_terminated(parent, status="FINISHED")
+
+
+def _confirmation_metrics(tracker: SearchTracker, run_id: str,
+                          row: dict[str, Any]) -> Callable[[], None]:
+    def log() -> None:
+        metrics = reports.confirmation_metrics(row)
+        tracker.client().log_batch(run_id, metrics=entities.metrics(metrics, 0, now_ms()))
+
+    return log
 
 
 def _report_gaps(tracker: SearchTracker, parent: str, folder: Path, lines: list[str],

@@ -170,6 +170,16 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(finished_search):
     adapter = {a.path for a in client.list_artifacts(parent.info.run_id, "best_adapter")}
     assert "best_adapter/adapter_model.safetensors" in adapter
 
+    # The number the winner is chosen by: the confirmation median, on the parent and on the
+    # confirmed trial's own run.
+    summary = json.loads((tmp_path / "runs" / "tiny" / "summary.json").read_text())
+    winner = summary["confirmation"]["winner"]
+    assert parent.data.metrics["confirmation.median"] == winner["median"]
+    assert parent.data.metrics["confirmation.seeds"] == 2
+    (confirmed,) = [t for t in trials if t.data.tags["hk_tune.trial_id"] == winner["trial_id"]]
+    assert confirmed.data.metrics["confirmation.median"] == winner["median"]
+    assert confirmed.data.metrics["confirmation.min"] == min(winner["values"])
+
 
 def test_a_search_leaves_running_the_ray_it_found(finished_search):
     import ray
@@ -304,10 +314,17 @@ def test_run_search_from_python_finds_what_the_command_line_found(finished_searc
 
     _, _, cli_path, _ = finished_search
     space = tiny_space(tmp_path, tiny_models, toy_data, confirm={"top_k": 1, "seeds": 2})
-    result = run_search(space, overrides=["name=from_python"],
-                        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_search(space, overrides=["name=from_python", "experiment=dropout study"],
+                        tracking_uri=uri)
     found = load_result(cli_path / "runs" / "tiny")
     assert result.name == "from_python"
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("dropout study")  # the space's `experiment`
+    assert client.get_run(result.parent_run_id).info.experiment_id == experiment.experiment_id
+    assert client.get_experiment_by_name("hk_tune") is None
     assert [(t.name, t.score, t.status) for t in result.trials] == [
         (t.name, t.score, t.status) for t in found.trials]
     ignore = ("name", "storage_path")

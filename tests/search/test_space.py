@@ -66,6 +66,15 @@ def test_overrides_reach_fixed_keys_and_settings():
     assert space.trial_config({}) == space.base
 
 
+def test_the_mlflow_experiment_comes_from_the_file_then_the_environment(tmp_path, monkeypatch):
+    path = Path("search_spaces/quickstart.yaml")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    assert load_space(path).experiment == "hk_tune"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "team-dropout")
+    assert load_space(path).experiment == "team-dropout"
+    assert load_space(path, ["experiment=sentiment"]).experiment == "sentiment"
+
+
 GOOD = {"fixed": {"model": "minilm", "data.source": "bundled:snli"},
         "search": {"dropout.attn_logits.rate": {"type": "float", "low": 0.01, "high": 0.3}}}
 
@@ -97,6 +106,8 @@ BAD_FILES = [
     ({"mode": "maximize"}, "mode", "max"),
     ({"num_samples": 0}, "num_samples", ">= 1"),
     ({"resources": {"gpus": 1}}, "resources", "gpus_per_worker"),
+    ({"experiment": ""}, "experiment", "non-empty MLflow experiment name"),
+    ({"experiment": ["a"]}, "experiment", "at most 500 characters"),
     # A fixed value under a choice is checked whether or not a sample would take that choice.
     ({"search": {"dropout.consistency.loss": {"type": "categorical", "choices": {
         "none": {}, "js": {}, "kl": {"dropout.consistency.weight": -1}}}}},

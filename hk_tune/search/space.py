@@ -12,22 +12,45 @@ from typing import Any
 
 from hk_tune.config.space import Entry, SearchConfig, walk
 
+# The consistency loss compares two passes that differ only by their dropout: with every
+# dropout off they are the same pass, the loss is 0 and the trial is the baseline again.
+CONSISTENCY_PREFIX = "dropout/consistency."
+CONSISTENCY_OFF = {"dropout/consistency.loss": "none"}
+
 
 def suggest(space: SearchConfig, trial) -> dict[str, Any]:
     """The define-by-run function: samples every entry that applies, given earlier choices.
+    The consistency entries come last, and only when some dropout is on; otherwise the
+    consistency loss is `none` (a constant).
 
     Returns:
         The constants that the taken choices set (Optuna records the sampled values itself).
     """
     constants: dict[str, Any] = {}
-    pending = list(space.entries)
+    consistency = [e for e in space.entries if e.name.startswith(CONSISTENCY_PREFIX)]
+    _suggest_all([e for e in space.entries if e not in consistency], trial, constants)
+    if consistency:
+        if any_dropout(space, {**trial.params, **constants}):
+            _suggest_all(consistency, trial, constants)
+        else:
+            constants.update(CONSISTENCY_OFF)
+    return constants
+
+
+def _suggest_all(entries: list[Entry], trial, constants: dict[str, Any]) -> None:
+    pending = list(entries)
     while pending:
         entry = pending.pop(0)
         value = suggest_entry(entry, trial)
         pending += entry.branches.get(value, ())
         for path, constant in entry.constants.get(value, {}).items():
             constants[path.replace(".", "/", 1)] = constant
-    return constants
+
+
+def any_dropout(space: SearchConfig, params: dict[str, Any]) -> bool:
+    """Whether the run `params` (and the fixed keys) make drops anything in training."""
+    spec = space.trial_config(params).dropout
+    return bool(spec.active_positions) or spec.stock_dropout
 
 
 def suggest_entry(entry: Entry, trial) -> Any:

@@ -93,7 +93,7 @@ def add_dashboard(parser: argparse.ArgumentParser) -> None:
 def search_command(args: argparse.Namespace) -> int:
 
     space = load_space(args.space, args.overrides)
-    print(describe_search(space), flush=True)
+    print(describe_search(space), file=sys.stderr, flush=True)  # stdout: the results only
     started = time.perf_counter()
     try:
         summary = search(space, SearchOptions(space_file=args.space,
@@ -213,7 +213,8 @@ def format_best(summary: SearchSummary) -> str:
                  f"{median}), trial {best['trial_id']}")
     if summary.importances:
         lines.append("importance (PED-ANOVA): " + ", ".join(
-            f"{k} {v:.2f}" for k, v in sorted(summary.importances.items(), key=lambda kv: -kv[1])))
+            f"{k} {v:.2f}" for k, v in sorted(summary.importances.items(),
+                                              key=lambda kv: (-kv[1], kv[0]))))
     lines.append(f"best configuration: {summary.best_config_path}  "
                  f"(hk-tune train {summary.best_config_path})")
     if best.get("checkpoint"):

@@ -12,6 +12,9 @@ are imported where a Tuner is built, so importing this module starts nothing.
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 from hk_tune import storage
 from hk_tune.config.space import SearchConfig
 from hk_tune.search.executor import (
@@ -58,6 +61,7 @@ def restore_tuner(space: SearchConfig, folder: str, callbacks: list):
     `hk_tune.search.searcher`)."""
     import ray.tune
 
+    from hk_tune.search.progress import ProgressCallback
     from hk_tune.search.searcher import build_search
     from hk_tune.search.tune_state import tune_filesystem
 
@@ -68,7 +72,7 @@ def restore_tuner(space: SearchConfig, folder: str, callbacks: list):
     # The pickled callbacks hold no tracker (TrackingCallback.__getstate__): hand them this
     # session's. No experiment analysis: Tune found no trials in the saved state.
     run_config, saved, tune_config = restored_tuner_parts(tuner)
-    run_config.callbacks = callbacks
+    run_config.callbacks = [ProgressCallback(space), *callbacks]
     trials = saved.trials if saved is not None else []
     tune_config.search_alg = build_search(space, concurrency(space), trials)
     tune_config.max_concurrent_trials = None  # the search holds the limit
@@ -97,8 +101,12 @@ def run_plain(space: SearchConfig, folder: str, param_space: dict, name: str):
 
 
 def fit(tuner):
-    """`tuner.fit()`, with Tune's state saved in the search folder whenever a trial changed."""
-    with save_state_on_change():
+    """`tuner.fit()`, with Tune's state saved in the search folder whenever a trial changed.
+
+    Whatever Tune prints meanwhile (its experiment header, even with verbose=0, and the trial
+    processes' forwarded output) goes to stderr: stdout holds hk_tune's results only.
+    """
+    with save_state_on_change(), contextlib.redirect_stdout(sys.stderr):
         return tuner.fit()
 
 
@@ -118,10 +126,13 @@ def tune_run_config(space: SearchConfig, name: str, storage_path: str, callbacks
     """Tune's RunConfig for an experiment of `space` in `storage_path/name`."""
     import ray.tune
 
+    from hk_tune.search.progress import ProgressCallback
     from hk_tune.search.tune_state import tune_filesystem
 
+    # Tune's status tables (verbose=1) went to stdout; hk_tune's own progress goes to stderr.
     return ray.tune.RunConfig(
-        name=name, storage_path=storage_path, callbacks=callbacks, verbose=1,
+        name=name, storage_path=storage_path, verbose=0,
+        callbacks=[ProgressCallback(space), *callbacks],
         storage_filesystem=tune_filesystem(storage_path),
         # Restarts the executor's run cannot do itself: see `tune_max_failures`.
         failure_config=ray.tune.FailureConfig(max_failures=tune_max_failures(space)),

@@ -129,7 +129,7 @@ def importances(space: SearchConfig, rows: list[TrialRow]) -> dict[str, float]:
             found = get_param_importances(study, evaluator=evaluator)
     except (RuntimeError, ValueError):
         return {}
-    if not any(found.values()):
+    if len(set(found.values())) <= 1:  # all equal: PED-ANOVA could tell no parameter apart
         return {}
     return {name.replace("/", ".", 1): float(value) for name, value in found.items()}
 

@@ -279,7 +279,7 @@ def run_loop(config: dict, session) -> None:
                 save_checkpoint(Path(folder), peft_model, optimizer, scheduler, step, rank,
                                 best=(best.value, best.step), scaler=precision.scaler)
                 session.report(metrics, Path(folder), f"checkpoint_step{step:07d}")
-            if rank == 0:
+            if rank == 0 and session.prints_progress:
                 # stderr: stdout stays for results (`hk-tune train --json` ends with JSON).
                 print(format_progress(metrics, total_steps), file=sys.stderr, flush=True)
             sums = StepSums()

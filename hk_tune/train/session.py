@@ -31,6 +31,9 @@ class TrainSession:
     """The loop on a Ray Train worker: rank and world from Train, DDP model and sharded loader."""
 
     cache_models = False
+    # One line per evaluation on stderr; a search's trials print their own, with their names
+    # (hk_tune.search.progress), so a Tune trial's loop stays quiet.
+    prints_progress = True
 
     def world(self) -> tuple[int, int]:
         import ray.train
@@ -67,6 +70,7 @@ class TuneSession(TrainSession):
     """The loop inside a Ray Tune trial: one process, rank 0 of 1, reports to Tune."""
 
     cache_models = True
+    prints_progress = False
 
     def world(self) -> tuple[int, int]:
         return 0, 1
@@ -134,6 +138,8 @@ class LocalSession(TuneSession):
             reused Tune actor does; False loads them afresh, as a Ray Train worker does.
         device: where the run's model trains ("cpu", "cuda", "cuda:1").
     """
+
+    prints_progress = True
 
     def __init__(self, cache: bool = True, device: str = "cpu"):
         self.cache_models = cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,17 +43,22 @@ def tiny_space(tmp_path, tiny_models, toy_data, **settings) -> str:
     return str(path)
 
 
+finished_search_stderr: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def finished_search(tmp_path_factory, tiny_models, toy_data):
     tmp_path = tmp_path_factory.mktemp("search")
     space = tiny_space(tmp_path, tiny_models, toy_data, confirm={"top_k": 1, "seeds": 2})
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     import io
-    from contextlib import redirect_stdout
+    from contextlib import redirect_stderr, redirect_stdout
 
-    out = io.StringIO()
-    with redirect_stdout(out):
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
         status = cli.main(["search", space, "--tracking-uri", uri, "--json"])
+    sys.stderr.write(err.getvalue()[-5000:])  # shown when a test fails
+    finished_search_stderr.append(err.getvalue())
     return status, out.getvalue(), tmp_path, uri
 
 
@@ -331,3 +337,22 @@ def test_run_search_from_python_finds_what_the_command_line_found(finished_searc
     assert ({k: v for k, v in result.best_config.items() if k not in ignore}
             == {k: v for k, v in found.best_config.items() if k not in ignore})
     assert result.confirmation.winner.median == found.confirmation.winner.median
+
+
+def test_stdout_is_the_results_and_stderr_the_progress(finished_search):
+    """`hk-tune search --json`: stdout is the ranked table and the JSON line, nothing of Tune's;
+    the progress (one line per evaluation, with the trial's readable name) is on stderr."""
+    from hk_tune.cli.search import format_best
+    from hk_tune.search.results import json_line, read_summary
+
+    _, out, tmp_path, _ = finished_search
+    summary = read_summary(str(tmp_path / "runs" / "tiny"))
+    lines = out.splitlines()
+    assert lines[-2].startswith("wall time ")
+    expected = (format_best(summary) + "\n" + json_line(summary)).splitlines()
+    assert lines[:-2] + lines[-1:] == expected
+    err = finished_search_stderr[-1]
+    assert "eval     baseline: step 2/4  eval_accuracy" in err
+    ended = [line for line in err.splitlines() if line.startswith(("completed", "stopped"))]
+    assert len(ended) >= 4  # the four trials, and the confirmation runs
+    assert "Trial status" not in err and "╭" not in out

@@ -14,15 +14,13 @@ import time
 
 from hk_tune import storage
 from hk_tune.cli.common import add_json, add_tracking
-from hk_tune.config.space import SearchConfig
 from hk_tune.config.space_file import load_space
 from hk_tune.errors import ConfigError
 from hk_tune.search import overfit, results
 from hk_tune.search.confirm import format_confirmation
-from hk_tune.search.executor import choose_executor
 from hk_tune.search.export import EXPORT_INFO, export_search
 from hk_tune.search.results import SearchSummary, format_table, json_line
-from hk_tune.search.run import SearchOptions, resume_search, search
+from hk_tune.search.run import SearchOptions, describe_search, resume_search, search
 from hk_tune.search.space import sample
 from hk_tune.tracking import serve_ui, stop_ui, ui_url
 from hk_tune.tracking.names import run_name
@@ -93,7 +91,6 @@ def add_dashboard(parser: argparse.ArgumentParser) -> None:
 def search_command(args: argparse.Namespace) -> int:
 
     space = load_space(args.space, args.overrides)
-    print(describe_search(space), file=sys.stderr, flush=True)  # stdout: the results only
     started = time.perf_counter()
     try:
         summary = search(space, SearchOptions(space_file=args.space,
@@ -177,17 +174,6 @@ def ui_command(args: argparse.Namespace) -> int:
     finally:
         stop_ui(process)
     return 0
-
-
-def describe_search(space: SearchConfig) -> str:
-    """One line saying what the search will do."""
-    asha = f", ASHA (grace {space.grace_period})" if space.scheduler == "asha" else ""
-    confirm = (f", top {space.confirm_top_k} confirmed with {space.confirm_seeds} seeds"
-               if space.confirm_seeds > 1 else "")
-    warm = f", {'+'.join(space.warm_start)} first" if space.warm_start else ""
-    return (f"search {space.name!r}: {space.num_samples} trials of TPE (seed {space.seed}){warm}"
-            f"{asha}{confirm}; {space.metric} ({space.mode}); executor "
-            f"{choose_executor(space)}")
 
 
 def report(summary: SearchSummary, as_json: bool, wall_s: float) -> int:

@@ -28,6 +28,7 @@ from hk_tune.config.space_file import load_space
 from hk_tune.errors import ConfigError
 from hk_tune.search import confirm as confirmation
 from hk_tune.search import export, overfit, results
+from hk_tune.search.executor import choose_executor
 from hk_tune.search.experiment import build_tuner, fit, restore_tuner
 from hk_tune.search.ray_runtime import InBackground, start_ray, stop_local_ray
 from hk_tune.search.results import SearchSummary
@@ -59,6 +60,17 @@ class SearchOptions:
     ray_dashboard: bool = False
 
 
+def describe_search(space: SearchConfig) -> str:
+    """One line saying what the search will do."""
+    asha = f", ASHA (grace {space.grace_period})" if space.scheduler == "asha" else ""
+    confirm = (f", top {space.confirm_top_k} confirmed with {space.confirm_seeds} seeds"
+               if space.confirm_seeds > 1 else "")
+    warm = f", {'+'.join(space.warm_start)} first" if space.warm_start else ""
+    return (f"search {space.name!r}: {space.num_samples} trials of TPE (seed {space.seed}){warm}"
+            f"{asha}{confirm}; {space.metric} ({space.mode}); executor "
+            f"{choose_executor(space)}")
+
+
 def search_folder(space: SearchConfig) -> str:
     """`storage_path/name`: an absolute local path or an object-store URI."""
     return storage.join(storage.resolve(space.storage_path), space.name)
@@ -74,6 +86,7 @@ def search(space: SearchConfig, options: SearchOptions,
 
     timer = Timer()
     check(space.base)
+    print(describe_search(space), file=sys.stderr, flush=True)  # once the input is known good
     folder = search_folder(space)
     if storage.exists(storage.join(folder, SEARCH_STATE)):
         raise ConfigError(f"{space.file}: name: a search named {space.name!r} exists in "

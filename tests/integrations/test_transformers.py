@@ -236,3 +236,20 @@ def test_gradient_checkpointing_and_bf16_through_the_trainers_own_flags(tmp_path
     bf16_logs = runs["bf16"][1]
     assert all(math.isfinite(r["loss"]) and r["consistency_loss"] > 0 for r in bf16_logs)
     assert [r["loss"] for r in bf16_logs] != [r["loss"] for r in plain[1]]  # autocast was on
+
+
+def test_padding_free_batches_are_refused_with_the_setting_to_change(tmp_path, tiny_models):
+    from transformers import AutoTokenizer, DataCollatorForLanguageModeling
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["llama"])
+    model = lora_llama(tiny_models["llama"])
+    trainer = DropoutTrainer(model=model, args=training_args(tmp_path, max_steps=1),
+                             train_dataset=causal_rows(tokenizer), dropout="hiddenkey",
+                             data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False))
+    trainer._attachment = attach(model, PRESETS["hiddenkey"])
+    model.train()
+    batch = {"input_ids": torch.ones(1, 4, dtype=torch.long), "labels": torch.ones(1, 4,
+             dtype=torch.long), "cu_seq_lens_q": torch.tensor([0, 4], dtype=torch.int32)}
+    with pytest.raises(ValueError, match="padding_free=False"):
+        trainer.compute_loss(model, batch)
+    trainer._attachment.remove()

@@ -96,6 +96,8 @@ class SearchConfig:
     name: str = "search"
     storage_path: str = "hk_tune_runs"
     experiment: str = "hk_tune"  # the MLflow experiment holding the search's runs
+    time_budget_s: float | None = None  # wall-clock limit of the trials; the results are kept
+    stop: float | None = None  # a score that ends the search once a trial reaches it
 
     @property
     def score(self) -> str:

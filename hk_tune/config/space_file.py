@@ -40,7 +40,7 @@ EXECUTORS = ("auto", "train", "inprocess")
 SCHEDULERS = ("none", "asha")
 SETTINGS = ("fixed", "search", "metric", "metric_scope", "mode", "num_samples", "max_concurrent",
             "scheduler", "resources", "seed", "warm_start", "confirm", "executor", "name",
-            "storage_path", "experiment")
+            "storage_path", "experiment", "time_budget_s", "stop")
 STORAGE_ENV = "HK_TUNE_STORAGE_PATH"  # storage_path when neither the file nor overrides set it
 # The MLflow experiment when the file sets none: MLflow's own variable, else hk_tune's default.
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
@@ -167,6 +167,8 @@ def build_space(raw: dict[str, Any], where: str) -> SearchConfig:
         # From the file or an override, else the environment (a cluster's shared storage).
         storage_path=str(raw.get("storage_path") or os.environ.get(STORAGE_ENV, "hk_tune_runs")),
         experiment=_experiment(raw.get("experiment"), where),
+        time_budget_s=_budget(raw.get("time_budget_s"), where),
+        stop=None if raw.get("stop") is None else fields.number(raw["stop"], f"{where}: stop"),
     )
     RunConfig.from_dict({**space.raw_config({}), "name": space.name}, where=where)
     for point in space.warm_start_points:
@@ -174,6 +176,18 @@ def build_space(raw: dict[str, Any], where: str) -> SearchConfig:
     for point in branch_points(entries):
         RunConfig.from_dict(space.raw_config(point), where=f"{where}: search")
     return space
+
+
+def _budget(value: Any, where: str) -> float | None:
+    """Seconds the search may run before Tune stops starting and running trials; None: no
+    limit."""
+    if value is None:
+        return None
+    seconds = fields.number(value, f"{where}: time_budget_s")
+    if seconds <= 0:
+        raise ConfigError(f"{where}: time_budget_s: {value!r} is not allowed; allowed: seconds "
+                          "> 0, or null for no limit")
+    return seconds
 
 
 def _experiment(value: Any, where: str) -> str:

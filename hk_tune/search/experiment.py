@@ -37,6 +37,7 @@ def build_tuner(space: SearchConfig, folder: str, callbacks: list):
     from ray.tune.schedulers import ASHAScheduler
 
     from hk_tune.search.searcher import build_search
+    from hk_tune.search.stopping import TargetReached
 
     scheduler = None
     if space.scheduler == "asha":
@@ -47,11 +48,12 @@ def build_tuner(space: SearchConfig, folder: str, callbacks: list):
         build_trainable(space, storage.join(folder, "train")),
         tune_config=ray.tune.TuneConfig(
             search_alg=build_search(space, concurrency(space)), scheduler=scheduler,
-            num_samples=space.num_samples,
+            num_samples=space.num_samples, time_budget_s=space.time_budget_s,
             reuse_actors=choose_executor(space) == "inprocess",
             trial_dirname_creator=trial_folder),
         run_config=tune_run_config(space, space.name, storage.resolve(space.storage_path),
-                                   callbacks),
+                                   callbacks, stop=TargetReached(space) if space.stop is not None
+                                   else None),
     )
 
 
@@ -122,8 +124,10 @@ def trial_folder(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def tune_run_config(space: SearchConfig, name: str, storage_path: str, callbacks: list):
-    """Tune's RunConfig for an experiment of `space` in `storage_path/name`."""
+def tune_run_config(space: SearchConfig, name: str, storage_path: str, callbacks: list,
+                    stop=None):
+    """Tune's RunConfig for an experiment of `space` in `storage_path/name`; `stop`, a Tune
+    stopper."""
     import ray.tune
 
     from hk_tune.search.progress import ProgressCallback
@@ -131,7 +135,7 @@ def tune_run_config(space: SearchConfig, name: str, storage_path: str, callbacks
 
     # Tune's status tables (verbose=1) went to stdout; hk_tune's own progress goes to stderr.
     return ray.tune.RunConfig(
-        name=name, storage_path=storage_path, verbose=0,
+        name=name, storage_path=storage_path, verbose=0, stop=stop,
         callbacks=[ProgressCallback(space), *callbacks],
         storage_filesystem=tune_filesystem(storage_path),
         # Restarts the executor's run cannot do itself: see `tune_max_failures`.

@@ -66,8 +66,11 @@ def describe_search(space: SearchConfig) -> str:
     confirm = (f", top {space.confirm_top_k} confirmed with {space.confirm_seeds} seeds"
                if space.confirm_seeds > 1 else "")
     warm = f", {'+'.join(space.warm_start)} first" if space.warm_start else ""
+    ends = "".join([f", at most {space.time_budget_s:g} s" if space.time_budget_s else "",
+                    f", until {space.score} reaches {space.stop:g}" if space.stop is not None
+                    else ""])
     return (f"search {space.name!r}: {space.num_samples} trials of TPE (seed {space.seed}){warm}"
-            f"{asha}{confirm}; {space.metric} ({space.mode}); executor "
+            f"{asha}{ends}{confirm}; {space.metric} ({space.mode}); executor "
             f"{choose_executor(space)}")
 
 

@@ -27,9 +27,10 @@ METHODS = {
 class Series:
     """One line, set of bars or reference line in a panel.
 
-    kind: "line" (markers joined in x order), "barh" (horizontal bars, x = values, y = labels)
-    or "hline" (a dashed reference at y[0] across the panel). A line with `low` and `high` (one
-    value per point) is drawn inside a shaded band between them: the spread over seeds.
+    kind: "line" (markers joined in x order), "points" (grey crosses, not joined: values not
+    comparable with the lines'), "barh" (horizontal bars, x = values, y = labels) or "hline" (a
+    dashed reference at y[0] across the panel). A line with `low` and `high` (one value per
+    point) is drawn inside a shaded band between them: the spread over seeds.
     """
 
     label: str
@@ -86,23 +87,29 @@ def metric_vs_rate(
     """The metric against the dropout rate, one panel per position and one line per pattern,
     like the paper's Figure 4; the baseline trial is a dashed line in every panel.
 
-    Where several trials share a rate, the line goes through the best of them.
+    Lines join completed trials only, each scored over its whole budget; a trial the scheduler
+    stopped early is a grey cross, its score from fewer steps. Where several completed trials
+    share a rate, the line goes through the best of them.
     """
     scored = [r for r in results if _finite(r.get("metric"))]
     baseline = next((r for r in scored if r.get("trial_id") == baseline_trial_id), None)
     panels = []
     for position in POSITIONS:
         by_pattern: dict[str, dict[float, dict[str, Any]]] = {}
+        stopped: list[dict[str, Any]] = []
         for row in scored:
             rate = _number(row.get(f"{position}.rate"))
             if rate <= 0:
+                continue
+            if row.get("status") != "completed":
+                stopped.append(row)
                 continue
             pattern = str(row.get(f"{position}.pattern") or "element")
             best = by_pattern.setdefault(pattern, {})
             key = float(f"{rate:.3g}")
             if key not in best or _better(row["metric"], best[key]["metric"], mode):
                 best[key] = row
-        if not by_pattern:
+        if not by_pattern and not stopped:
             continue
         series = []
         for pattern, rows in sorted(by_pattern.items()):
@@ -111,13 +118,20 @@ def metric_vs_rate(
                 pattern, rates, [float(rows[r]["metric"]) for r in rates],
                 hover=[str(rows[r].get("name") or rows[r].get("trial_id")) for r in rates],
             ))
+        if stopped:
+            series.append(Series(
+                "stopped early", [_number(r.get(f"{position}.rate")) for r in stopped],
+                [float(r["metric"]) for r in stopped], kind="points",
+                hover=[f"{r.get('name') or r.get('trial_id')} (step {r.get('steps')})"
+                       for r in stopped]))
         if baseline is not None:
             series.append(Series("baseline", [], [float(baseline["metric"])], kind="hline"))
         panels.append(Panel(f"{position} ({METHODS[position]})", "rate", metric, series,
                             x_from_zero=True))
     if not panels:
         return None
-    return Figure("metric_vs_rate", f"{metric} against dropout rate", panels)
+    return Figure("metric_vs_rate", f"{metric} against dropout rate (lines: completed trials)",
+                  panels)
 
 
 def curves(
@@ -132,8 +146,9 @@ def curves(
         (role, trial) for role, trial in (("best", best_trial_id), ("baseline", baseline_trial_id))
         if trial is not None and histories.get(trial)
     ]
-    if len(picked) == 2 and picked[0][1] == picked[1][1]:
-        picked = picked[:1]  # the baseline won: one line, not two on top of each other
+    baseline_won = len(picked) == 2 and picked[0][1] == picked[1][1]
+    if baseline_won:  # one line, not two on top of each other, and the title says why
+        picked = [("best = baseline", picked[0][1])]
     panels = []
     # Each evaluation's own value, not the running best a trial may be scored by.
     for key in dict.fromkeys(("train_loss", "eval_loss", metric.removeprefix("best_"))):
@@ -152,7 +167,9 @@ def curves(
             panels.append(Panel(key, "step", key, series, integer_x=True))
     if not panels:
         return None
-    return Figure("curves", "Best trial against the baseline", panels)
+    title = ("The baseline won: no dropout configuration beat it" if baseline_won
+             else "Best trial against the baseline")
+    return Figure("curves", title, panels)
 
 
 def _better(a: float, b: float, mode: str) -> bool:

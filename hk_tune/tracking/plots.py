@@ -104,6 +104,8 @@ def _png(figure: Figure, path: Path) -> None:
                 axes.barh(series.y, series.x, color=_PALETTE[0])
             elif series.kind == "hline":
                 axes.axhline(series.y[0], linestyle="--", color="gray", label=series.label)
+            elif series.kind == "points":
+                axes.scatter(series.x, series.y, marker="x", color="gray", label=series.label)
             else:
                 axes.plot(series.x, series.y, marker="o", label=series.label,
                           color=colors[series.label])
@@ -138,6 +140,13 @@ def _plotly_html(figure: Figure, path: Path) -> None:
             if series.kind == "barh":
                 trace = go.Bar(x=series.x, y=series.y, orientation="h", name=series.label,
                                showlegend=False)
+            elif series.kind == "points":
+                trace = go.Scatter(x=series.x, y=series.y, mode="markers", name=series.label,
+                                   marker={"symbol": "x", "color": "gray"},
+                                   legendgroup=series.label,
+                                   showlegend=series.label not in shown,
+                                   hovertext=series.hover or None)
+                shown.add(series.label)
             else:
                 if series.low and series.high:  # the band: its upper edge, then filled down
                     for edge, fill in ((series.high, None), (series.low, "tonexty")):

@@ -20,31 +20,110 @@ from typing import Any
 from hk_tune import storage
 from hk_tune.errors import ConfigError
 
+# A config or search space is a few KB. What a file may cost to read is bounded before it is
+# parsed (its size), while it is parsed (nesting depth, aliases) and after (its size with every
+# alias expanded, which is what printing a value in an error message walks).
+MAX_BYTES = 1_000_000
+MAX_DEPTH = 64
+MAX_ALIASES = 1_000
+MAX_EXPANDED = 100_000
+
 
 def read_yaml(path: str | Path, what: str) -> Any:
-    """The YAML document in `path` ({} for an empty file).
+    """The YAML document in `path` ({} for an empty file), read within the limits above.
 
     Raises:
-        ConfigError: one line naming the file: unreadable, or not YAML (with the line and
-            column where the parser stopped).
+        ConfigError: one line naming the file: not a regular file (a FIFO or a device would
+            block or never end), too large, unreadable, not YAML (with the line and column
+            where the parser stopped), nested too deep, or too large once aliases expand.
     """
     import yaml
 
     where = str(path)
+    text = _read_bounded(Path(path), where, what)
     try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or error
-        raise ConfigError(f"{where}: cannot read the {what}: {reason}") from None
-    try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_bounded_loader())  # a SafeLoader: plain data only
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = " ".join(str(getattr(error, "problem", None) or error).split())
+        problem = " ".join(str(getattr(error, "problem", None) or error).split())[:300]
         raise ConfigError(f"{where}: not valid YAML{at}: {problem}; allowed: a YAML mapping of "
                           "keys") from None
+    if _expanded_size(raw) > MAX_EXPANDED:
+        raise ConfigError(f"{where}: the {what} holds more than {MAX_EXPANDED:,} values once "
+                          "its aliases (*name) are expanded; allowed: a plain config, with few "
+                          "or no aliases")
     return {} if raw is None else raw
+
+
+def _read_bounded(path: Path, where: str, what: str) -> str:
+    import stat
+
+    try:
+        mode = path.stat().st_mode  # before opening: opening a FIFO blocks until a writer comes
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{where}: cannot read the {what}: not a regular file; allowed: a "
+                              "YAML file")
+        with path.open("rb") as file:
+            data = file.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise ConfigError(f"{where}: the {what} is over {MAX_BYTES:,} bytes; allowed: a "
+                              "YAML file of at most that size")
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise ConfigError(f"{where}: cannot read the {what}: {reason}") from None
+
+
+def _bounded_loader():
+    """A SafeLoader that stops at MAX_DEPTH levels of nesting and MAX_ALIASES aliases."""
+    import yaml
+
+    class BoundedLoader(yaml.SafeLoader):
+        depth = 0
+        aliases = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_ALIASES:
+                    raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases")
+            self.depth += 1
+            try:
+                if self.depth > MAX_DEPTH:
+                    raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep")
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    return BoundedLoader
+
+
+def _expanded_size(value: Any) -> int:
+    """How many values `value` holds with shared (aliased) containers counted each time they
+    occur; stops counting past MAX_EXPANDED. A container that holds itself (`&a [*a]`) never
+    ends when expanded: it counts as past the limit."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(item: Any) -> int:
+        if not isinstance(item, (dict, list)):
+            return 1
+        if id(item) in open_:
+            return MAX_EXPANDED + 1
+        if id(item) not in sizes:
+            open_.add(id(item))
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            total = 1
+            for _, child in children:
+                total += size(child) + (1 if isinstance(item, dict) else 0)
+                if total > MAX_EXPANDED:
+                    break
+            open_.discard(id(item))
+            sizes[id(item)] = total
+        return sizes[id(item)]
+
+    return size(value)
 
 
 def write_yaml(path: str | Path, data: Any, header: str = "") -> None:
@@ -66,9 +145,13 @@ def parse_override(override: str, where: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"{where}: override {override!r} is not key=value")
     try:
-        return key, yaml.safe_load(text)
+        value = yaml.load(text, Loader=_bounded_loader())
     except yaml.YAMLError:
         return key, text
+    if _expanded_size(value) > MAX_EXPANDED:
+        raise ConfigError(f"{where}: override {key!r} holds more than {MAX_EXPANDED:,} values "
+                          "once its aliases are expanded; allowed: a plain value")
+    return key, value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], where: str) -> dict:

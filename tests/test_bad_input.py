@@ -59,6 +59,11 @@ def grid(*values) -> dict:
 
 ROWS = [
     Row("malformed YAML", "line 4", "YAML", text=MALFORMED),
+    # Trials local Ray can never hold: Tune would wait for them forever.
+    Row("trial needs more CPUs than local Ray", "resources", "cpus_per_worker of at most",
+        search={"resources": {"num_workers": 1, "cpus_per_worker": 4096}, "executor": "train"}),
+    Row("trial needs more GPUs than local Ray", "resources", "gpus_per_worker: 0",
+        search={"resources": {"num_workers": 1, "gpus_per_worker": 64}}),
     Row("unknown key", "optim.lrr", {"train": "'lr'", "search": "'optim.lr'"},
         train={"optim.lrr": 0.1}, search={"fixed": {"optim.lrr": 0.1}}),
     Row("unknown setting", "'num_sample'", "'num_samples'", search={"num_sample": 3}),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import socket
 
+from hk_tune.config.space import SearchConfig
+from hk_tune.errors import ConfigError
 from hk_tune.search.ray_internals import local_ray_gpus
 
 CONNECT_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this time is down
@@ -82,3 +84,26 @@ def _probe(address: str, timeout_s: float) -> None:
     except OSError as error:
         reason = getattr(error, "strerror", None) or error
         raise ConnectionError(f"Ray at {address} does not answer ({reason})") from None
+
+
+def check_fits(space: SearchConfig, totals: dict[str, float], where: str) -> None:
+    """Refuses a space whose one trial needs more CPUs or GPUs than `totals` (a fixed set of
+    machines: local Ray) holds: Tune would wait for them forever.
+
+    Raises:
+        ConfigError: naming the resources asked for and what there is.
+    """
+    from hk_tune.search.executor import DRIVER_CPU, choose_executor, cpus_per_trial, gpus_per_trial
+
+    driver = DRIVER_CPU if choose_executor(space) == "train" else 0.0
+    cpus, gpus = cpus_per_trial(space) + driver, gpus_per_trial(space)
+    have_cpus, have_gpus = totals.get("CPU", 0.0), totals.get("GPU", 0.0)
+    if cpus > have_cpus + 1e-9:
+        shown = f"{cpus:g} CPUs" + (f" ({driver:g} for its Ray Train driver)" if driver else "")
+        raise ConfigError(f"{where}: resources: one trial needs {shown} and local Ray has "
+                          f"{have_cpus:g}; allowed: num_workers × cpus_per_worker of at most "
+                          f"{have_cpus - driver:g}")
+    if gpus > have_gpus + 1e-9:
+        raise ConfigError(f"{where}: resources: one trial needs {gpus:g} GPUs and local Ray has "
+                          f"{have_gpus:g}; allowed: gpus_per_worker: 0 here, or a cluster "
+                          "with GPUs (--address)")

@@ -31,6 +31,7 @@ from hk_tune.search import export, overfit, results
 from hk_tune.search.executor import choose_executor
 from hk_tune.search.experiment import build_tuner, fit, restore_tuner
 from hk_tune.search.ray_runtime import InBackground, start_ray, stop_local_ray
+from hk_tune.search.resources import check_fits, this_machine
 from hk_tune.search.results import SearchSummary
 from hk_tune.search.rows import TrialRow, trial_rows
 from hk_tune.search.tracker import Tracker
@@ -89,6 +90,11 @@ def search(space: SearchConfig, options: SearchOptions,
 
     timer = Timer()
     check(space.base)
+    if options.address is None:  # local Ray: its CPUs and GPUs are known before it starts
+        import ray
+
+        check_fits(space, ray.cluster_resources() if ray.is_initialized() else this_machine(),
+                   space.file)
     print(describe_search(space), file=sys.stderr, flush=True)  # once the input is known good
     folder = search_folder(space)
     if storage.exists(storage.join(folder, SEARCH_STATE)):

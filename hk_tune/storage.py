@@ -41,6 +41,36 @@ def join(base: str | Path, *parts: str) -> str:
     return "/".join([path.rstrip("/"), *parts]) + sep + query
 
 
+def check_creatable(folder: str, where: str) -> None:
+    """Refuses a local `folder` that cannot be made: a part of it is a file, the nearest
+    existing folder above it is not writable, or a part is longer than the filesystem takes.
+    URIs are left to their object store.
+
+    Raises:
+        ConfigError: naming `where` (the file and key it came from) and the path.
+    """
+    import os
+
+    from hk_tune.errors import ConfigError
+
+    if is_uri(folder):
+        return
+    path = Path(folder)
+    longest = max((len(part.encode()) for part in path.parts), default=0)
+    if longest > 255:
+        raise ConfigError(f"{where}: {str(path)[:80]}...: a folder name is over 255 bytes; "
+                          "allowed: shorter names")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{where}: {folder}: {existing} is a file, so no folder can be made "
+                          "under it; allowed: a folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where}: {folder}: {existing} is not writable; allowed: a folder "
+                          "this user may write")
+
+
 def exists(path: str | Path) -> bool:
     if not is_uri(path):
         return Path(path).exists()

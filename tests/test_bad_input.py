@@ -64,6 +64,10 @@ ROWS = [
         search={"resources": {"num_workers": 1, "cpus_per_worker": 4096}, "executor": "train"}),
     Row("trial needs more GPUs than local Ray", "resources", "gpus_per_worker: 0",
         search={"resources": {"num_workers": 1, "gpus_per_worker": 64}}),
+    Row("storage under a regular file", "storage_path", "is a file",
+        search={"storage_path": "{reviews}/runs"}),
+    Row("over-long name", "name", "at most 128 bytes", train={"name": "x" * 300},
+        search={"name": "x" * 300}),
     Row("unknown key", "optim.lrr", {"train": "'lr'", "search": "'optim.lr'"},
         train={"optim.lrr": 0.1}, search={"fixed": {"optim.lrr": 0.1}}),
     Row("unknown setting", "'num_sample'", "'num_samples'", search={"num_sample": 3}),
@@ -232,6 +236,16 @@ def test_bad_input_exits_2_with_one_line_before_anything_starts(
     for words in (row.key, row.allowed):
         words = words[command] if isinstance(words, dict) else words
         assert words in message, f"{words!r} not in {message!r}"
+
+
+@pytest.mark.parametrize("uri", ["foo://bar", "s3://bucket/mlflow"])
+def test_a_tracking_uri_no_mlflow_store_takes_is_refused_before_ray(
+        uri, paths, tmp_path, capsys, nothing_starts):
+    path = write_case(Row("good", "", "", search={}), "search", paths, tmp_path)
+    assert cli.main(["search", str(path), "--tracking-uri", uri]) == 2
+    assert nothing_starts == []
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert uri in line and "allowed: file://, sqlite://" in line
 
 
 def test_remote_code_runs_when_allowed(paths, tmp_path, capsys, monkeypatch):

@@ -108,9 +108,17 @@ class RunConfig:
             else:
                 values[name] = fields.coerce(value, SCALARS[name], where, name)
         name = values.get("name", cls.name)
-        if not name.strip() or "/" in name or name in (".", ".."):
-            raise ConfigError(f"{where}: name: {name!r} is not allowed; use a folder name")
+        # The name is a folder (and, in a search, Tune's experiment and an MLflow run name):
+        # one path component that every filesystem takes, with room for Tune's suffixes.
+        if (not name.strip() or "/" in name or "\0" in name or name in (".", "..")
+                or len(name.encode()) > MAX_NAME_BYTES):
+            shown = name if len(name) <= 60 else name[:60] + "..."
+            raise ConfigError(f"{where}: name: {shown!r} is not allowed; allowed: a folder name "
+                              f"of at most {MAX_NAME_BYTES} bytes, without '/'")
         return cls(**values)
+
+
+MAX_NAME_BYTES = 128
 
 
 SECTIONS: dict[str, type] = {

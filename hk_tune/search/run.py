@@ -35,7 +35,7 @@ from hk_tune.search.resources import check_fits, this_machine
 from hk_tune.search.results import SearchSummary
 from hk_tune.search.rows import TrialRow, trial_rows
 from hk_tune.search.tracker import Tracker
-from hk_tune.tracking import SearchTracker
+from hk_tune.tracking import SearchTracker, check_tracking_uri, resolve_tracking_uri
 from hk_tune.train.trainer import check
 
 SEARCH_STATE = "search.json"
@@ -90,6 +90,8 @@ def search(space: SearchConfig, options: SearchOptions,
 
     timer = Timer()
     check(space.base)
+    storage.check_creatable(search_folder(space), f"{space.file}: storage_path")
+    check_tracking_uri(resolve_tracking_uri(options.tracking_uri))
     if options.address is None:  # local Ray: its CPUs and GPUs are known before it starts
         import ray
 

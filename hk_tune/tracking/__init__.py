@@ -11,12 +11,13 @@ MLflow is imported here only, and only when a store is used, so importing this p
 
 from hk_tune.tracking.names import run_name
 from hk_tune.tracking.search_run import SearchTracker
-from hk_tune.tracking.store import TrackingError, resolve_tracking_uri
+from hk_tune.tracking.store import TrackingError, check_tracking_uri, resolve_tracking_uri
 from hk_tune.tracking.ui import serve_ui, stop_ui, ui_url
 
 __all__ = [
     "SearchTracker",
     "TrackingError",
+    "check_tracking_uri",
     "resolve_tracking_uri",
     "run_name",
     "serve_ui",

@@ -50,6 +50,29 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+# The stores MLflow keeps runs in: a local folder (no scheme, or file:), a database through
+# SQLAlchemy (dialect+driver://), a tracking server, Databricks.
+TRACKING_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "https",
+                    "databricks")
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Refuses, before anything starts, a tracking URI whose scheme no MLflow store takes.
+
+    Raises:
+        ConfigError: naming the URI and the schemes allowed.
+    """
+    from hk_tune.errors import ConfigError
+
+    scheme, sep, _ = uri.partition("://")
+    if not sep and not uri.startswith(("file:", "databricks")):
+        return  # a local folder: MLflow's file store
+    if scheme.split("+", 1)[0] not in TRACKING_SCHEMES:
+        raise ConfigError(f"tracking URI {uri[:200]!r} (--tracking-uri or MLFLOW_TRACKING_URI): "
+                          f"MLflow keeps no runs at {scheme}://; allowed: "
+                          f"{', '.join(s + '://' for s in TRACKING_SCHEMES)} or a local folder")
+
+
 def is_remote(uri: str) -> bool:
     """True for a tracking server reached over HTTP(S)."""
     return uri.startswith(("http://", "https://"))

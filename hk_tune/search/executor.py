@@ -89,13 +89,21 @@ def tune_max_failures(space: SearchConfig) -> int:
     return space.base.max_failures
 
 
-def trial_run_config(space: SearchConfig, config: dict[str, Any]) -> dict[str, Any]:
-    """The `RunConfig` dict of a trial: sampled params, or a confirmation's params and seed."""
+def sampled_point(config: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
+    """A trial config's parameters (`dropout/attn_logits.rate` -> value) and its seed: a
+    confirmation's params and seed, or what Optuna sampled (nested by Ray on `/`) with the
+    space's own seed (None)."""
     from ray.tune.utils import flatten_dict
 
     if "params" in config and "seed" in config:
-        return space.trial_config(config["params"], seed=config["seed"]).to_dict()
-    return space.trial_config(flatten_dict(config, delimiter="/")).to_dict()
+        return config["params"], config["seed"]
+    return flatten_dict(config, delimiter="/"), None
+
+
+def trial_run_config(space: SearchConfig, config: dict[str, Any]) -> dict[str, Any]:
+    """The `RunConfig` dict of a trial: sampled params, or a confirmation's params and seed."""
+    params, seed = sampled_point(config)
+    return space.trial_config(params, seed=seed).to_dict()
 
 
 def run_trial(config: dict[str, Any], space: SearchConfig, executor: str,

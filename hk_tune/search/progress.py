@@ -16,6 +16,7 @@ from typing import Any
 from ray.tune import Callback
 
 from hk_tune.config.space import SearchConfig
+from hk_tune.search.executor import sampled_point
 from hk_tune.search.rows import trial_status
 from hk_tune.tracking.names import run_name
 
@@ -72,14 +73,9 @@ class ProgressCallback(Callback):
 
     def name(self, trial) -> str:
         """The readable name of a search trial, or of a confirmation run with its seed."""
-        from ray.tune.utils import flatten_dict
-
         if trial.trial_id not in self.names:
-            config = trial.config or {}
-            if "params" in config and "seed" in config:
-                params, suffix = config["params"], f" seed {config['seed']}"
-            else:
-                params, suffix = flatten_dict(config, delimiter="/"), ""
+            params, seed = sampled_point(trial.config or {})
+            suffix = f" seed {seed}" if seed is not None else ""
             try:
                 label = run_name(self.space.trial_params(params)) + suffix
             except Exception:  # a name is never worth failing the search over

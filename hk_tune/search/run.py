@@ -90,7 +90,8 @@ def search(space: SearchConfig, options: SearchOptions,
 
     timer = Timer()
     check(space.base)
-    storage.check_creatable(search_folder(space), f"{space.file}: storage_path")
+    folder = search_folder(space)
+    storage.check_creatable(folder, f"{space.file}: storage_path")
     check_tracking_uri(resolve_tracking_uri(options.tracking_uri))
     if options.address is None:  # local Ray: its CPUs and GPUs are known before it starts
         import ray
@@ -98,7 +99,6 @@ def search(space: SearchConfig, options: SearchOptions,
         check_fits(space, ray.cluster_resources() if ray.is_initialized() else this_machine(),
                    space.file)
     print(describe_search(space), file=sys.stderr, flush=True)  # once the input is known good
-    folder = search_folder(space)
     if storage.exists(storage.join(folder, SEARCH_STATE)):
         raise ConfigError(f"{space.file}: name: a search named {space.name!r} exists in "
                           f"{folder}; continue it with `hk-tune resume {folder}` or set name=...")

@@ -43,9 +43,6 @@ def tiny_space(tmp_path, tiny_models, toy_data, **settings) -> str:
     return str(path)
 
 
-finished_search_stderr: list[str] = []
-
-
 @pytest.fixture(scope="module")
 def finished_search(tmp_path_factory, tiny_models, toy_data):
     tmp_path = tmp_path_factory.mktemp("search")
@@ -58,7 +55,7 @@ def finished_search(tmp_path_factory, tiny_models, toy_data):
     with redirect_stdout(out), redirect_stderr(err):
         status = cli.main(["search", space, "--tracking-uri", uri, "--json"])
     sys.stderr.write(err.getvalue()[-5000:])  # shown when a test fails
-    finished_search_stderr.append(err.getvalue())
+    (tmp_path / "search.err").write_text(err.getvalue())
     return status, out.getvalue(), tmp_path, uri
 
 
@@ -351,7 +348,7 @@ def test_stdout_is_the_results_and_stderr_the_progress(finished_search):
     assert lines[-2].startswith("wall time ")
     expected = (format_best(summary) + "\n" + json_line(summary)).splitlines()
     assert lines[:-2] + lines[-1:] == expected
-    err = finished_search_stderr[-1]
+    err = (tmp_path / "search.err").read_text()
     assert "eval     baseline: step 2/4  eval_accuracy" in err
     ended = [line for line in err.splitlines() if line.startswith(("completed", "stopped"))]
     assert len(ended) >= 4  # the four trials, and the confirmation runs

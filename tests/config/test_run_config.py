@@ -28,6 +28,7 @@ def test_shipped_configs_load_and_round_trip(path):
     assert cfg.name == path.stem  # the run is named after its file, never a timestamp
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
     assert f"hk-tune train hk_tune/configs/{path.name}" in path.read_text()  # header command
+    assert cfg.optim.epochs is not None and cfg.optim.max_steps is None  # budgets in epochs
 
 
 def test_defaults_are_the_paper_baseline(tmp_path):

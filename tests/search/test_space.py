@@ -33,6 +33,8 @@ def test_shipped_space_samples_build_valid_run_configs(path):
         cfg = space.trial_config(point)
         assert isinstance(cfg.dropout, DropoutSpec)
         assert cfg.to_dict() == RunConfig.from_dict(cfg.to_dict()).to_dict()
+        # Budgets in epochs: a regularizer pays off only after whole passes over the data.
+        assert cfg.optim.epochs is not None and cfg.optim.max_steps is None
     assert sample(space, 3, seed=1) == points[:3]  # seeded: same samples again
 
 

@@ -34,7 +34,7 @@ from hk_tune.config.warm_start import preset_point
 from hk_tune.dropout.pattern import PATTERNS
 from hk_tune.dropout.spec import POSITIONS, valid_keys
 from hk_tune.errors import ConfigError
-from hk_tune.train.metrics import metric_mode, selection_metric
+from hk_tune.tasks import metric_mode, selection_metric
 
 EXECUTORS = ("auto", "train", "inprocess")
 SCHEDULERS = ("none", "asha")

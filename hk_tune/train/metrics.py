@@ -1,60 +1,14 @@
 """Task metrics from well-kept libraries: scikit-learn, SciPy, sacrebleu, rouge-score.
 
 Classification metrics are fractions (0..1); generation metrics are on 0..100, as E2E results are
-reported. Eval loss is the training loop's, not computed here.
+reported. Eval loss is the training loop's, not computed here. Which metrics each task reports,
+and their directions, are in `hk_tune.tasks`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-
-# What a search optimizes per task (the paper's headline metric: accuracy on RTE/MRPC/SST-2,
-# Pearson on STS-B, BLEU on E2E).
-PRIMARY_METRIC = {"classification": "accuracy", "regression": "pearson", "causal_lm": "bleu"}
-
-# What each task's evaluation reports besides `eval_loss` (as `eval_<name>`).
-TASK_METRICS = {"classification": ("accuracy", "f1", "mcc"), "regression": ("pearson", "spearman"),
-                "causal_lm": ("bleu", "rouge_l")}
-
-HIGHER_IS_BETTER = {
-    "accuracy": True, "f1": True, "mcc": True,
-    "pearson": True, "spearman": True,
-    "bleu": True, "rouge_l": True,
-    "loss": False, "eval_loss": False, "train_loss": False,
-}
-
-
-def metric_mode(name: str) -> str:
-    """Ray Tune / Optuna direction of a metric: "max" or "min".
-
-    Args:
-        name: a key of HIGHER_IS_BETTER, optionally prefixed "eval_" or "train_" as the training
-            loop reports them ("eval_accuracy").
-    """
-    for key in (name, name.removeprefix("eval_"), name.removeprefix("train_")):
-        if key in HIGHER_IS_BETTER:
-            return "max" if HIGHER_IS_BETTER[key] else "min"
-    raise ValueError(f"unknown metric {name!r}; known: {', '.join(HIGHER_IS_BETTER)}, "
-                     "optionally prefixed eval_ or train_")
-
-
-def eval_metrics(task: str) -> list[str]:
-    """Every metric an evaluation of `task` reports: `eval_loss` and `eval_<name>`."""
-    return ["eval_loss", *(f"eval_{name}" for name in TASK_METRICS[task])]
-
-
-def selection_metric(task: str, metric: str | None) -> str:
-    """The metric a run of `task` tracks its best of: `metric`, else the task's primary one.
-
-    Raises:
-        ValueError: `metric` is not one an evaluation of `task` reports (listing those).
-    """
-    chosen = metric or f"eval_{PRIMARY_METRIC[task]}"
-    if chosen not in eval_metrics(task):
-        raise ValueError(f"{chosen!r} is not reported by a {task} evaluation; allowed: "
-                         f"{eval_metrics(task)}")
-    return chosen
 
 
 def classification_metrics(preds: Any, labels: Any, num_labels: int) -> dict[str, float]:

@@ -17,7 +17,7 @@ from hk_tune.config.sources import source_task
 from hk_tune.errors import CheckpointError, ConfigError, DivergedError, TrainingFailedError
 from hk_tune.train.data import load_task
 from hk_tune.train.loop import train_fn_per_worker
-from hk_tune.train.metrics import metric_mode, selection_metric
+from hk_tune.tasks import metric_mode, selection_metric
 from hk_tune.train.model import check_model
 
 if TYPE_CHECKING:

@@ -6,14 +6,11 @@ import math
 
 import pytest
 
-from hk_tune.tasks import TASKS
+from hk_tune.tasks import HIGHER_IS_BETTER, PRIMARY_METRIC, TASKS, metric_mode
 from hk_tune.train.metrics import (
-    HIGHER_IS_BETTER,
-    PRIMARY_METRIC,
     classification_metrics,
     compute_metrics,
     generation_metrics,
-    metric_mode,
     regression_metrics,
 )
 

@@ -5,7 +5,7 @@ confirmation runs (`hk_tune.search.confirm`).
 
 The runs go through the search's own trainable and executor (reused actors, the same loop), so
 what they measure is what `hk-tune search` would have run; one record per run
-(`results.run_records`).
+(`rows.run_records`).
 """
 
 from __future__ import annotations

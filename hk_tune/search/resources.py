@@ -12,6 +12,7 @@ import socket
 
 from hk_tune.config.space import SearchConfig
 from hk_tune.errors import ConfigError
+from hk_tune.search.executor import DRIVER_CPU, choose_executor, cpus_per_trial, gpus_per_trial
 from hk_tune.search.ray_internals import local_ray_gpus
 
 CONNECT_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this time is down
@@ -93,8 +94,6 @@ def check_fits(space: SearchConfig, totals: dict[str, float], where: str) -> Non
     Raises:
         ConfigError: naming the resources asked for and what there is.
     """
-    from hk_tune.search.executor import DRIVER_CPU, choose_executor, cpus_per_trial, gpus_per_trial
-
     driver = DRIVER_CPU if choose_executor(space) == "train" else 0.0
     cpus, gpus = cpus_per_trial(space) + driver, gpus_per_trial(space)
     have_cpus, have_gpus = totals.get("CPU", 0.0), totals.get("GPU", 0.0)

@@ -62,8 +62,6 @@ def check_tracking_uri(uri: str) -> None:
     Raises:
         ConfigError: naming the URI and the schemes allowed.
     """
-    from hk_tune.errors import ConfigError
-
     scheme, sep, _ = uri.partition("://")
     if not sep and not uri.startswith(("file:", "databricks")):
         return  # a local folder: MLflow's file store

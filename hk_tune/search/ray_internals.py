@@ -4,7 +4,7 @@ Ray has no public way to do these; each function says what it needs and why, and
 `tests/search/test_ray_internals.py` calls each on real Ray objects, so a Ray upgrade that
 changes one fails there by name instead of somewhere in a search.
 
-- Tune's controller saves its state when a trial changed (`save_state_on_change`).
+- Tune's controller saves its state when a trial changed, and signs it (`save_state_on_change`).
 - The searcher is rebuilt from a resumed experiment's trials (`optuna_parts`,
   `replay_define_by_run`, `hold_live_trials`, `restore_generator_spec`).
 - A restored Tuner gets this session's callbacks and searcher (`restored_tuner_parts`).
@@ -21,23 +21,36 @@ from typing import Any
 @contextlib.contextmanager
 def save_state_on_change() -> Iterator[None]:
     """While the block runs, Tune's controller saves its experiment state at the end of every
-    step in which a trial was added, started, reported, checkpointed or stopped.
+    step in which a trial was added, started, reported, checkpointed or stopped, and signs what
+    it saved (`hk_tune.search.trust`) before the copy to storage starts.
 
     The controller marks such a trial for its next snapshot (`_trials_to_cache`) but then saves
-    only every `TUNE_GLOBAL_CHECKPOINT_S` seconds; a marked trial forces the save here.
+    only every `TUNE_GLOBAL_CHECKPOINT_S` seconds; a marked trial forces the save here. It saves
+    into a local staging folder (`_storage.experiment_driver_staging_path`, trials' files
+    included) and copies that folder to storage. A local search folder's filesystem signs each
+    file as it lands; for an object store the staging folder is signed, and the signatures
+    travel with the copy.
     """
     from ray.tune.execution.tune_controller import TuneController
 
-    checkpoint = TuneController.checkpoint
+    from hk_tune.search.trust import sign_tree
+    from hk_tune.search.tune_state import signs_on_write
+
+    checkpoint, save_to_dir = TuneController.checkpoint, TuneController.save_to_dir
 
     def on_change(controller, force: bool = False, wait: bool = False) -> None:
         checkpoint(controller, force=force or bool(controller._trials_to_cache), wait=wait)
 
-    TuneController.checkpoint = on_change
+    def save_signed(controller) -> None:
+        save_to_dir(controller)
+        if not signs_on_write(controller._storage.storage_filesystem):
+            sign_tree(controller._storage.experiment_driver_staging_path)
+
+    TuneController.checkpoint, TuneController.save_to_dir = on_change, save_signed
     try:
         yield
     finally:
-        TuneController.checkpoint = checkpoint
+        TuneController.checkpoint, TuneController.save_to_dir = checkpoint, save_to_dir
 
 
 def optuna_parts(searcher) -> tuple[dict[str, Any], Any]:

@@ -29,12 +29,13 @@ from hk_tune.errors import ConfigError
 from hk_tune.search import confirm as confirmation
 from hk_tune.search import export, overfit, results
 from hk_tune.search.executor import choose_executor
-from hk_tune.search.experiment import build_tuner, fit, restore_tuner
+from hk_tune.search.experiment import TUNER_FILE, build_tuner, fit, restore_tuner
 from hk_tune.search.ray_runtime import InBackground, start_ray, stop_local_ray
 from hk_tune.search.resources import check_fits, this_machine
 from hk_tune.search.results import SearchSummary
 from hk_tune.search.rows import TrialRow, trial_rows
 from hk_tune.search.tracker import Tracker
+from hk_tune.search.trust import adopt_folder, verify_folder
 from hk_tune.tracking import SearchTracker, check_tracking_uri, resolve_tracking_uri
 from hk_tune.train.trainer import check
 
@@ -143,9 +144,16 @@ def search(space: SearchConfig, options: SearchOptions,
 
 
 def resume_search(folder: str | Path, address: str | None = None,
-                  ray_dashboard: bool = False) -> SearchSummary:
+                  ray_dashboard: bool = False, trust: bool = False) -> SearchSummary:
     """Continues an interrupted search: finished trials are kept, the searcher keeps its
-    history (rebuilt from the saved trials), then confirmation and results run as usual."""
+    history (rebuilt from the saved trials), then confirmation and results run as usual.
+
+    The folder's pickles must carry this user's signature (`hk_tune.search.trust`) unless
+    `trust`, which signs them as they are.
+
+    Raises:
+        UntrustedFolder: an unsigned or altered pickle, before anything is unpickled.
+    """
     import ray
 
     from hk_tune.search.tune_state import check_tune_state
@@ -155,6 +163,10 @@ def resume_search(folder: str | Path, address: str | None = None,
         raise ConfigError(f"{folder}: not a search folder (no {SEARCH_STATE}); give "
                           "storage_path/name of a search, e.g. hk_tune_runs/quickstart")
     check_tune_state(folder)
+    if trust:
+        adopt_folder(folder)
+    else:
+        verify_folder(folder)
     state = json.loads(storage.read_text(storage.join(folder, SEARCH_STATE)))
     space = _load_space_copy(folder, state["overrides"])
     # The experiment the search began in, whatever MLFLOW_EXPERIMENT_NAME says now.
@@ -164,7 +176,7 @@ def resume_search(folder: str | Path, address: str | None = None,
     address = address or state.get("address")
     ray_was_running = ray.is_initialized()
     start_ray(address, ray_dashboard)
-    if storage.exists(storage.join(folder, "tuner.pkl")):
+    if storage.exists(storage.join(folder, TUNER_FILE)):
         tuner = restore_tuner(space, folder, callbacks(space, tracker))
     else:  # interrupted before Tune wrote its state: nothing ran yet
         tuner = build_tuner(space, folder, callbacks(space, tracker))

@@ -54,6 +54,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from hk_tune import storage
 from hk_tune.errors import ConfigError
+from hk_tune.search import trust
 
 # What Tuner.restore reads from a search folder (the newest of each is the one it uses).
 EXPERIMENT_STATE = "experiment_state-*.json"
@@ -66,6 +67,12 @@ CHECKPOINT = "checkpoint_*"  # a trial's checkpoint folder: <search>/trial_<id>/
 # driver's trials hand their checkpoints back with filesystems of their own: this is per process.
 _WAITING: dict[str, set[str]] = {}
 _WAITING_LOCK = threading.Lock()
+
+
+def signs_on_write(filesystem) -> bool:
+    """True for `atomic_local_filesystem`, which signs Tune's pickles as they land."""
+    return (isinstance(filesystem, pyarrow.fs.PyFileSystem)
+            and isinstance(filesystem.handler, AtomicLocalHandler))
 
 
 def tune_filesystem(path: str):
@@ -118,11 +125,13 @@ class AtomicLocalHandler(pyarrow.fs.FSSpecHandler):
         return (AtomicLocalHandler, ())
 
     def open_output_stream(self, path: str, metadata) -> pyarrow.NativeFile:
+        signed = trust.is_unpickled(os.path.basename(path))
         if fnmatch.fnmatch(os.path.basename(path), EXPERIMENT_STATE):
             stream = ReplaceOnClose(path, _is_json,
-                                    lambda state: release_checkpoints(os.path.dirname(path), state))
+                                    lambda state: release_checkpoints(os.path.dirname(path), state),
+                                    signed=True)
         else:
-            stream = ReplaceOnClose(path)
+            stream = ReplaceOnClose(path, signed=signed)
         return pyarrow.PythonFile(stream, mode="w")
 
     def delete_dir(self, path: str) -> None:
@@ -136,7 +145,7 @@ class AtomicLocalHandler(pyarrow.fs.FSSpecHandler):
 
     def open_append_stream(self, path: str, metadata) -> pyarrow.NativeFile:
         # Appending means keeping what is there: copy it into the new file first.
-        stream = ReplaceOnClose(path)
+        stream = ReplaceOnClose(path, signed=trust.is_unpickled(os.path.basename(path)))
         if os.path.exists(path):
             with open(path, "rb") as existing:
                 stream.write(existing.read())
@@ -159,11 +168,12 @@ def release_checkpoints(search: str, state: bytes) -> None:
 class ReplaceOnClose:
     """A binary file written as `.<name>.<random>.tmp` beside `path`, renamed to `path` by
     `close` if `whole(content)` says it is whole (else dropped, keeping `path`), then its content
-    handed to `saved(content)`. The hidden temporary name matches none of the patterns Tune
-    lists files by."""
+    handed to `saved(content)`. `signed`: the content is signed before it replaces the file
+    (`hk_tune.search.trust.sign_local`). The hidden temporary name matches none of the patterns
+    Tune lists files by."""
 
     def __init__(self, path: str, whole: Callable[[bytes], bool] | None = None,
-                 saved: Callable[[bytes], None] | None = None):
+                 saved: Callable[[bytes], None] | None = None, signed: bool = False):
         folder = os.path.dirname(path) or "."
         os.makedirs(folder, exist_ok=True)
         handle, self._temporary = tempfile.mkstemp(
@@ -172,6 +182,7 @@ class ReplaceOnClose:
         self._path = path
         self._whole = whole
         self._saved = saved
+        self._signed = signed
 
     def write(self, data) -> int:
         return self._file.write(data)
@@ -188,12 +199,14 @@ class ReplaceOnClose:
             return
         self._file.close()
         content = b""
-        if self._whole is not None or self._saved is not None:
-            with open(self._temporary, "rb") as file:  # read once, for both
+        if self._whole is not None or self._saved is not None or self._signed:
+            with open(self._temporary, "rb") as file:  # read once, for all
                 content = file.read()
         if self._whole is not None and not self._whole(content):
             os.remove(self._temporary)
             return
+        if self._signed:
+            trust.sign_local(Path(self._path), content)
         os.replace(self._temporary, self._path)
         if self._saved is not None:
             self._saved(content)

@@ -59,6 +59,7 @@ def test_a_torn_copy_of_the_experiment_state_keeps_the_previous_one(tmp_path):
 
     import pyarrow.fs
 
+    from hk_tune.search import trust
     from hk_tune.search.tune_state import tune_filesystem
 
     staging, folder = tmp_path / "staging", tmp_path / "search"
@@ -76,8 +77,10 @@ def test_a_torn_copy_of_the_experiment_state_keeps_the_previous_one(tmp_path):
         # Only the experiment state is checked: other files are copied as they are.
         assert (folder / "searcher-state-2026-01-01_00-00-00.pkl").read_bytes() == (
             text.encode()[:10])
+        trust.verify_folder(str(folder))  # each kept file signed as it landed, none torn
+    searcher = "searcher-state-2026-01-01_00-00-00.pkl"
     assert sorted(p.name for p in folder.iterdir()) == [
-        name, "searcher-state-2026-01-01_00-00-00.pkl"]
+        name, name + trust.SUFFIX, searcher, searcher + trust.SUFFIX]
 
 
 def _state(*checkpoints) -> bytes:

@@ -15,6 +15,7 @@ import pytest
 from test_search import tiny_space
 
 from hk_tune import cli
+from hk_tune.search import trust
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -117,9 +118,12 @@ def unfinished_trials(folder) -> list[str]:
 
 
 def searcher_state(folder) -> dict:
-    """The newest searcher files (Optuna's study; the trial counter and concurrency limiter)."""
+    """The newest searcher files (Optuna's study; the trial counter and concurrency limiter),
+    with the signatures hk_tune wrote for them."""
     paths = [newest(folder, "searcher-state-*.pkl"), newest(folder, "search_gen_state-*.json")]
-    return {path: path.read_bytes() for path in paths if path is not None}
+    paths = [p for path in paths if path is not None
+             for p in (path, path.with_name(path.name + trust.SUFFIX))]
+    return {path: path.read_bytes() for path in paths}
 
 
 def forget_unfinished_trials(folder) -> None:
@@ -129,6 +133,7 @@ def forget_unfinished_trials(folder) -> None:
     state["trial_data"] = [entry for entry in state["trial_data"]
                            if json.loads(entry[0])["status"] == "TERMINATED"]
     path.write_text(json.dumps(state))
+    trust.sign_file(str(path))  # as if hk_tune had saved it so
 
 
 def check_child_runs(uri: str, trial_ids: set[str], steps: list[int]) -> None:

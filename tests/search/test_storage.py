@@ -91,6 +91,21 @@ def test_search_best_resume_and_train_with_s3_storage(
     assert status == 0, out
     assert json.loads(out.strip().splitlines()[-1])["num_trials"] == 2
 
+    # Tune's pickles were signed in its staging folder and uploaded with their signatures; a
+    # signature deleted from the bucket is a refusal.
+    from hk_tune.search import trust
+
+    for name in ("tuner.pkl", "searcher-state-"):
+        assert any(key.startswith(f"runs/tiny/{name}") and key.endswith(trust.SUFFIX)
+                   for key in landed), landed
+    trust.verify_folder(folder)
+    sig = next(key for key in landed if key.endswith(f"params.pkl{trust.SUFFIX}"))
+    saved = s3_client.get_object(Bucket=BUCKET, Key=sig)["Body"].read()
+    s3_client.delete_object(Bucket=BUCKET, Key=sig)
+    with pytest.raises(trust.UntrustedFolder, match="did not sign"):
+        trust.verify_folder(folder)
+    s3_client.put_object(Bucket=BUCKET, Key=sig, Body=saved)
+
     # Resuming a finished search restores Tune's state from the bucket and runs nothing again.
     status, out = run_cli(["resume", folder, "--json"])
     assert status == 0, out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 
@@ -50,6 +51,11 @@ def add_commands(commands) -> None:
         "searcher keeps its history.")
     resume.add_argument("path", help="the search's folder, e.g. hk_tune_runs/quickstart")
     resume.add_argument("--address", help="a running Ray cluster (default: as the search)")
+    resume.add_argument(
+        "--trust", action="store_true",
+        help="resume a folder your hk_tune did not sign (copied from elsewhere): resuming "
+        "unpickles Tune's state in it, which can run its author's code; the folder is then "
+        "signed with your key")
     add_dashboard(resume)
     add_json(resume, "the best configuration and its statistics")
     resume.set_defaults(command_fn=resume_command)
@@ -78,7 +84,7 @@ def add_commands(commands) -> None:
     ui.add_argument("--host", default="127.0.0.1",
                     help="interface to listen on (default 127.0.0.1: this machine only; the UI "
                     "has no login, so 0.0.0.0 lets anyone on the network read and delete runs)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=port_number, default=5000, help="1-65535 (default 5000)")
     ui.set_defaults(command_fn=ui_command)
 
 
@@ -116,7 +122,8 @@ def in_file(error: Exception, file: str) -> Exception:
 def resume_command(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
-    summary = resume_search(args.path, address=args.address, ray_dashboard=args.ray_dashboard)
+    summary = resume_search(args.path, address=args.address, ray_dashboard=args.ray_dashboard,
+                            trust=args.trust)
     return report(summary, args.json, time.perf_counter() - started)
 
 
@@ -167,6 +174,10 @@ def ui_command(args: argparse.Namespace) -> int:
               "--host 127.0.0.1, keeps it on this machine)", file=sys.stderr, flush=True)
     process = serve_ui(args.tracking_uri, host=args.host, port=args.port)
     print(f"MLflow UI at {ui_url(args.host, args.port)} (Ctrl-C stops it)", flush=True)
+    # The server runs in its own process group, which a signal to this process alone does not
+    # reach: a kill, a timeout, systemd or a closed terminal stop it as Ctrl-C does.
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _interrupt)
     try:
         process.wait()
     except KeyboardInterrupt:
@@ -174,6 +185,21 @@ def ui_command(args: argparse.Namespace) -> int:
     finally:
         stop_ui(process)
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def port_number(text: str) -> int:
+    """A TCP port, for argparse: an integer in 1..65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port; allowed: 1 to 65535")
+    return port
 
 
 def report(summary: SearchSummary, as_json: bool, wall_s: float) -> int:

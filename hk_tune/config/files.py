@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 import numbers
+import re
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,13 +77,37 @@ def _read_bounded(path: Path, where: str, what: str) -> str:
         raise ConfigError(f"{where}: cannot read the {what}: {reason}") from None
 
 
+# A float as YAML 1.2 (and JSON, and Python) writes one: `5e-2`, `1E3`, `.5`. YAML 1.1, which
+# PyYAML follows, needs a dot and a signed exponent, so it reads `5e-2` as text, and a rate
+# written so would be refused as a string while `1.0e-2` passes.
+_FLOAT = re.compile(r"""^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$
+                        |^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$""", re.X)
+
+
 def _bounded_loader():
-    """A SafeLoader that stops at MAX_DEPTH levels of nesting and MAX_ALIASES aliases."""
+    """A SafeLoader that stops at MAX_DEPTH levels of nesting and MAX_ALIASES aliases, refuses
+    a key given twice in one mapping (the later would silently win), and reads numbers as YAML
+    1.2 does."""
     import yaml
 
     class BoundedLoader(yaml.SafeLoader):
         depth = 0
         aliases = 0
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` may override keys: that is what merging means
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, typing.Hashable):
+                    continue  # the mapping's own construction says so
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"{key!r} is given twice in one mapping",
+                        key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
 
         def compose_node(self, parent, index):
             if self.check_event(yaml.AliasEvent):
@@ -96,6 +122,8 @@ def _bounded_loader():
             finally:
                 self.depth -= 1
 
+    # Ints keep their resolver, registered first: only what is not an int becomes a float.
+    BoundedLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
     return BoundedLoader
 
 
@@ -146,6 +174,9 @@ def parse_override(override: str, where: str) -> tuple[str, Any]:
         raise ConfigError(f"{where}: override {override!r} is not key=value")
     try:
         value = yaml.load(text, Loader=_bounded_loader())
+    except yaml.constructor.ConstructorError as error:  # YAML, but a key given twice
+        raise ConfigError(f"{where}: override {key!r}: {error.problem}; allowed: each key "
+                          "once") from None
     except yaml.YAMLError:
         return key, text
     if _expanded_size(value) > MAX_EXPANDED:

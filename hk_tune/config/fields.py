@@ -82,11 +82,22 @@ def _as_number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def integer(value: Any, where: str, minimum: int) -> int:
-    """An integer of at least `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where}: {value!r} is not allowed; use an integer >= {minimum}")
+# The seeds numpy's generators take (torch's take more): every seed a run accepts reaches them.
+MAX_SEED = 2**32 - 1
+
+
+def integer(value: Any, where: str, minimum: int, maximum: int | None = None) -> int:
+    """An integer of at least `minimum` (and at most `maximum`)."""
+    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+            or (maximum is not None and value > maximum)):
+        allowed = f"an integer >= {minimum}" if maximum is None else (
+            f"an integer from {minimum} to {maximum}")
+        raise ConfigError(f"{where}: {value!r} is not allowed; use {allowed}")
     return value
+
+
+def seed(value: Any, where: str) -> int:
+    return integer(value, where, 0, MAX_SEED)
 
 
 def choice(value: Any, allowed: Iterable, where: str) -> Any:

@@ -107,6 +107,9 @@ class RunConfig:
                 values[name] = fields.section(SECTIONS[name], value, where, name)
             else:
                 values[name] = fields.coerce(value, SCALARS[name], where, name)
+        fields.seed(values.get("seed", cls.seed), f"{where}: seed")
+        # Ray reads a negative max_failures as "retry forever".
+        fields.integer(values.get("max_failures", cls.max_failures), f"{where}: max_failures", 0)
         name = values.get("name", cls.name)
         # The name is a folder (and, in a search, Tune's experiment and an MLflow run name):
         # one path component that every filesystem takes, with room for Tune's suffixes.

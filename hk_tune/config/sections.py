@@ -142,6 +142,7 @@ class DataConfig:
                 raise ConfigError(f"{key}: {getattr(self, key)!r}; allowed: null or >= 1")
         if self.max_length < 2:
             raise ConfigError(f"max_length: {self.max_length!r}; allowed: >= 2")
+        fields.seed(self.seed, "seed")
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "config") -> DataConfig:

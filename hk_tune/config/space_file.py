@@ -67,7 +67,7 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SearchConfig:
 def apply_space_overrides(raw: dict, overrides: Sequence[str], where: str) -> dict:
     """A copy of `raw` with each `key=value` applied (values parsed as YAML)."""
     raw = copy.deepcopy(raw)
-    fixed = dict(raw.get("fixed") or {})
+    fixed = dict(fields.mapping(raw.get("fixed") or {}, f"{where}: fixed"))
     for override in overrides:
         key, value = parse_override(override, where)
         head, _, rest = key.partition(".")
@@ -137,8 +137,9 @@ def build_space(raw: dict[str, Any], where: str) -> SearchConfig:
     for key in confirm:
         fields.choice(key, ("top_k", "seeds"), f"{where}: confirm key")
     warm_start = raw.get("warm_start") or []
-    if not isinstance(warm_start, list):
-        raise ConfigError(f"{where}: warm_start: expected a list of presets, got {warm_start!r}")
+    if not isinstance(warm_start, list) or not all(isinstance(p, str) for p in warm_start):
+        raise ConfigError(f"{where}: warm_start: expected a list of preset names, got "
+                          f"{warm_start!r}")
     space = SearchConfig(
         file=where,
         fixed=fixed,
@@ -157,13 +158,13 @@ def build_space(raw: dict[str, Any], where: str) -> SearchConfig:
         reduction_factor=fields.integer(scheduler.get("reduction_factor", 2),
                                   f"{where}: scheduler.reduction_factor", 2),
         resources={k: float(v) for k, v in resources.items()},
-        seed=fields.integer(raw.get("seed", 0), f"{where}: seed", 0),
+        seed=fields.seed(raw.get("seed", 0), f"{where}: seed"),
         warm_start=tuple(warm_start),
         warm_start_points=tuple(preset_point(entries, where, preset) for preset in warm_start),
         confirm_top_k=fields.integer(confirm.get("top_k", 0), f"{where}: confirm.top_k", 0),
         confirm_seeds=fields.integer(confirm.get("seeds", 0), f"{where}: confirm.seeds", 0),
         executor=fields.choice(raw.get("executor", "auto"), EXECUTORS, f"{where}: executor"),
-        name=str(raw.get("name")),
+        name=fields.coerce(raw.get("name"), str, where, "name"),
         # From the file or an override, else the environment (a cluster's shared storage).
         storage_path=str(raw.get("storage_path") or os.environ.get(STORAGE_ENV, "hk_tune_runs")),
         experiment=_experiment(raw.get("experiment"), where),
@@ -255,7 +256,12 @@ def parse_entry(path: str, spec: Any, where: str) -> Entry:
         if kind == "log_float" and low <= 0:
             raise ConfigError(f"{key}: low {low!r}: a log_float range needs low > 0")
         step = spec.get("step")
-        step = None if step is None else fields.number(step, f"{key}: step")
+        if step is not None:
+            step = (fields.integer(step, f"{key}: step", 1) if kind == "int"
+                    else fields.number(step, f"{key}: step"))
+            if not 0 < step <= high - low:
+                raise ConfigError(f"{key}: step {step!r}; allowed: a step above 0 and at most "
+                                  f"high - low ({high - low:g})")
         return Entry(path, kind, low=low, high=high, step=step)
     if kind == "grid":
         values = spec.get("values")
@@ -268,6 +274,9 @@ def parse_entry(path: str, spec: Any, where: str) -> Entry:
             choices = [OFF if c is False else c for c in choices]
         elif isinstance(choices, dict):
             choices = {OFF if c is False else c: v for c, v in choices.items()}
+    if isinstance(choices, (list, dict)) and len(set(map(repr, choices))) < len(choices):
+        raise ConfigError(f"{key}: choices: {choices!r} names a choice twice; allowed: "
+                          "distinct choices")
     if isinstance(choices, list) and choices:
         return Entry(path, kind, values=tuple(choices))
     if not isinstance(choices, dict) or not choices:

@@ -74,6 +74,8 @@ def load_task(cfg: DataConfig) -> TaskData:
         part: _normalize(_subset(rows, limits[part], cfg.seed), task, label_names, splits, part)
         for part, rows in parts.items()
     }
+    if task == "classification":
+        _check_classes(label_names, normalized["train"]["label"], splits)
     num_labels = {"classification": len(label_names), "regression": 1, "causal_lm": 0}[task]
     return TaskData(task, num_labels, label_names, normalized["train"], normalized["eval"])
 
@@ -112,12 +114,24 @@ def _class_names(splits: Splits, values: list) -> tuple[str, ...]:
     return tuple(str(i) for i in range(max(ids) + 1))
 
 
+def _check_classes(names: tuple[str, ...], values: list, splits: Splits) -> None:
+    """Refuses a classification set whose labels are all one class: there is nothing to learn,
+    and accuracy would be 1.0 from the first step."""
+    present = set(values)  # class ids, as training sees them
+    if len(names) < 2 or len(present) < 2:
+        only = [names[i] for i in sorted(present)][:1]
+        raise ConfigError(f"data.label={splits.schema.columns['label']!r}: the training rows of "
+                          f"{splits.name} hold one class only ({only}); allowed: labels of at "
+                          "least two classes (or task: regression for scores)")
+
+
 def _class_id(value: Any, names: tuple[str, ...] | None, splits: Splits, where: str) -> int:
     """A class id from a string label (looked up in names) or an integral number."""
     key = f"data.label={splits.schema.columns['label']!r}"
     if isinstance(value, str) and names is not None and value in names:
         return names.index(value)
-    if isinstance(value, str) or (isinstance(value, float) and not value.is_integer()):
+    if (isinstance(value, (str, bool)) or not isinstance(value, (int, float))
+            or (isinstance(value, float) and not value.is_integer())):
         allowed = list(names) if names is not None else "class ids 0, 1, ..."
         raise ConfigError(f"{key}: label {value!r} in {splits.name} ({where}) is not one of "
                           f"{allowed}; set data.label_names, or use task: regression for scores")

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hk_tune.config.run import RunConfig
+from hk_tune.tasks import metric_mode, selection_metric
 from hk_tune.train.checkpoint import load_checkpoint, save_checkpoint
 from hk_tune.train.data import collate, load_task, tokenize
 from hk_tune.train.evaluate import evaluate, sum_across_workers
-from hk_tune.tasks import metric_mode, selection_metric
 from hk_tune.train.model import (
     add_lora,
     enable_gradient_checkpointing,

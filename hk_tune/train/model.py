@@ -7,6 +7,7 @@ about dropout: `hk_tune.dropout.attach` (in attachment.py) is applied to what `b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-def check_model(settings: ModelSettings, lora: LoraSettings) -> str:
+def check_model(settings: ModelSettings, lora: LoraSettings,
+                max_length: int | None = None) -> str:
     """Checks, without loading weights, that the model exists, runs no code the user did not
     allow, has weights hk_tune will read, has LoRA targets, and supports gradient checkpointing
     when it is asked for.
@@ -40,7 +42,8 @@ def check_model(settings: ModelSettings, lora: LoraSettings) -> str:
     Raises:
         ConfigError: a missing folder or config, custom code without `trust_remote_code: true`,
             only pickle weights without `allow_pickle_weights: true`, no LoRA target for the
-            architecture, or gradient checkpointing asked of an architecture without it.
+            architecture, LoRA targets the model does not have, `max_length` beyond its
+            positions, or gradient checkpointing asked of an architecture without it.
     """
     from transformers import AutoConfig
 
@@ -69,12 +72,53 @@ def check_model(settings: ModelSettings, lora: LoraSettings) -> str:
         check_weights(folder, settings)
     check_tokenizer(load_tokenizer(settings), config, settings)
     target_modules(config.model_type, lora)
-    if settings.gradient_checkpointing:
-        from transformers import MODEL_MAPPING
+    if max_length is not None:
+        check_positions(config, settings.name, max_length)
+    from transformers import MODEL_MAPPING
 
-        if type(config) in MODEL_MAPPING:  # else custom code: checked when it loads
+    if type(config) in MODEL_MAPPING:  # else custom code: checked when it loads
+        if lora.target_modules is not None:
+            check_targets(config, settings.name, lora.target_modules)
+        if settings.gradient_checkpointing:
             check_gradient_checkpointing(MODEL_MAPPING[type(config)])
     return config.model_type
+
+
+# Task heads the model gets after the check's base-model tree (sequence classification, causal LM).
+_HEAD_MODULES = ("classifier", "score", "lm_head", "out_proj", "dense")
+
+
+def check_positions(config, name: str, max_length: int) -> None:
+    """Refuses a `data.max_length` beyond the positions the model has embeddings for: the
+    first long batch would fail inside the embedding."""
+    positions = getattr(config, "max_position_embeddings", None) or getattr(
+        config, "n_positions", None)
+    if positions is None:
+        return
+    if config.model_type in ("roberta", "xlm-roberta"):  # positions start after the padding id
+        positions -= (config.pad_token_id or 0) + 1
+    if max_length > positions:
+        raise ConfigError(f"data.max_length: {max_length} is beyond the {positions} positions "
+                          f"{name!r} has; allowed: at most {positions}")
+
+
+def check_targets(config, name: str, targets: Sequence[str]) -> None:
+    """Refuses LoRA target modules the model does not have, from its module tree built on the
+    meta device (no weights, no memory). A task head (classifier, score) is added later, so
+    its names pass too."""
+    import torch
+    from transformers import AutoModel
+
+    with torch.device("meta"):
+        model = AutoModel.from_config(config)
+    names = [module for module, _ in model.named_modules() if module]
+    leaves = {module.rsplit(".", 1)[-1] for module in names} | set(_HEAD_MODULES)
+    for target in targets:
+        if target not in leaves and not any(module.endswith(f".{target}") for module in names):
+            linear = sorted({module.rsplit(".", 1)[-1] for module, layer in model.named_modules()
+                             if isinstance(layer, torch.nn.Linear)})
+            raise ConfigError(f"lora.target_modules: {name!r} has no module {target!r}; "
+                              f"allowed: its linear layers {linear}")
 
 
 def target_modules(model_type: str, lora: LoraSettings) -> list[str]:

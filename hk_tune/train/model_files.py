@@ -82,10 +82,15 @@ def check_weights(folder: Path, settings: ModelSettings) -> str:
     """The weight file `load_model` will read from a local model folder.
 
     Raises:
-        ConfigError: no weights, or only pickle weights without `allow_pickle_weights: true`.
+        ConfigError: no weights, only pickle weights without `allow_pickle_weights: true`, or
+            a safetensors file (or shard) that is cut short.
     """
     for name in SAFE_WEIGHTS:
         if (folder / name).is_file():
+            shards = [name] if name.endswith(".safetensors") else sorted(set(
+                _read_json(folder / name, settings.name).get("weight_map", {}).values()))
+            for shard in shards:
+                check_whole_safetensors(folder / shard, settings.name)
             return name
     pickled = [name for name in PICKLE_WEIGHTS if (folder / name).is_file()]
     if pickled and settings.allow_pickle_weights:
@@ -99,6 +104,44 @@ def check_weights(folder: Path, settings: ModelSettings) -> str:
             "false)")
     raise ConfigError(f"model.name: {settings.name!r} has no weights; allowed files: "
                       f"{list(SAFE_WEIGHTS + PICKLE_WEIGHTS)}")
+
+
+def check_whole_safetensors(path: Path, model: str) -> None:
+    """Refuses a safetensors file that is missing, cut short (an interrupted copy or download)
+    or not safetensors, from its header alone: the tensors it promises must fit in the file."""
+    import struct
+
+    def refuse(why: str) -> ConfigError:
+        return ConfigError(f"model.name: {model!r}: {path.name} {why}; allowed: a complete "
+                           "safetensors file (copy or download it again)")
+
+    try:
+        with path.open("rb") as file:
+            head = file.read(8)
+            if len(head) < 8:
+                raise refuse("is cut short before its header")
+            (length,) = struct.unpack("<Q", head)
+            if length > 100_000_000:
+                raise refuse("has no safetensors header")
+            header = json.loads(file.read(length))
+    except OSError as error:
+        raise refuse(f"cannot be read ({error.strerror or error})") from None
+    except (ValueError, UnicodeDecodeError):
+        raise refuse("has no safetensors header") from None
+    ends = [entry["data_offsets"][1] for key, entry in header.items()
+            if key != "__metadata__" and isinstance(entry, dict) and "data_offsets" in entry]
+    needed = 8 + length + max(ends, default=0)
+    if path.stat().st_size < needed:
+        raise refuse(f"is cut short ({path.stat().st_size:,} of {needed:,} bytes)")
+
+
+def _read_json(path: Path, model: str) -> dict:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"model.name: {model!r}: {path.name} is not valid JSON "
+                          f"({str(error)[:80]})") from None
+    return found if isinstance(found, dict) else {}
 
 
 def check_tokenizer(tokenizer, config, settings: ModelSettings) -> None:

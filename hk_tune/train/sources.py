@@ -192,8 +192,11 @@ def _has_no_rows(file: str) -> bool:
         except Exception:  # noqa: BLE001 - not parquet at all: the caller reports the parse error
             return False
     opener = gzip.open if file.endswith(".gz") else open
-    with opener(file, "rt", encoding="utf-8", errors="replace") as f:
-        lines = [line for _, line in zip(range(2), f, strict=False) if line.strip()]
+    try:
+        with opener(file, "rt", encoding="utf-8", errors="replace") as f:
+            lines = [line for _, line in zip(range(2), f, strict=False) if line.strip()]
+    except (OSError, EOFError):  # not gzip after all, or cut short: the caller reports it
+        return False
     return len(lines) < 2 if not file.endswith((".json", ".jsonl", ".json.gz", ".jsonl.gz")) \
         else not lines
 

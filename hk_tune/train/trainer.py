@@ -15,9 +15,9 @@ from hk_tune import storage
 from hk_tune.config.run import RunConfig
 from hk_tune.config.sources import source_task
 from hk_tune.errors import CheckpointError, ConfigError, DivergedError, TrainingFailedError
+from hk_tune.tasks import metric_mode, selection_metric
 from hk_tune.train.data import load_task
 from hk_tune.train.loop import train_fn_per_worker
-from hk_tune.tasks import metric_mode, selection_metric
 from hk_tune.train.model import check_model
 
 if TYPE_CHECKING:
@@ -49,14 +49,20 @@ class RunResult:
 
 
 def check(cfg: RunConfig) -> None:
-    """Fails fast, before Ray starts: the model loads its config and has LoRA targets, and the
-    data source loads and matches the task.
+    """Fails fast, before Ray starts: the storage folder can be made, the model loads its config
+    and has the LoRA targets and positions asked for, and the data source loads and matches the
+    task.
 
     Raises:
         ConfigError: naming the key and what is wrong.
     """
 
-    check_model(cfg.model, cfg.lora)
+    folder = storage.join(storage_folder(cfg), cfg.name)
+    storage.check_creatable(folder, "storage_path")
+    if storage.exists(storage.join(folder, storage.SEARCH_STATE)):
+        raise ConfigError(f"name: {folder} is a search's folder; its trials and state would mix "
+                          "with this run's; allowed: another name (name=...)")
+    check_model(cfg.model, cfg.lora, cfg.data.max_length)
     task = load_task(cfg.data).task
     try:
         selection_metric(task, cfg.metric)

@@ -16,11 +16,17 @@ A URI may carry pyarrow's query options (`s3://bucket/runs?endpoint_override=hos
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
 
 from hk_tune.errors import ConfigError
+
+# The file that makes a folder a search's (`hk-tune resume` reads it); a run never trains there.
+SEARCH_STATE = "search.json"
+# The object stores pyarrow's filesystems open, which Ray Train and Tune use.
+SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
 
 
 def is_uri(path: str | Path) -> bool:
@@ -46,13 +52,17 @@ def join(base: str | Path, *parts: str) -> str:
 
 def check_creatable(folder: str, where: str) -> None:
     """Refuses a local `folder` that cannot be made: a part of it is a file, the nearest
-    existing folder above it is not writable, or a part is longer than the filesystem takes.
-    URIs are left to their object store.
+    existing folder above it is not writable, or a part is longer than the filesystem takes;
+    and a URI of a scheme no pyarrow filesystem opens (reaching the store is left to it).
 
     Raises:
         ConfigError: naming `where` (the file and key it came from) and the path.
     """
     if is_uri(folder):
+        scheme = str(folder).partition("://")[0].lower()
+        if scheme not in SCHEMES:
+            raise ConfigError(f"{where}: {folder}: pyarrow opens no {scheme}:// store; allowed: "
+                              f"a local or mounted folder, or {', '.join(SCHEMES)} URIs")
         return
     path = Path(folder)
     longest = max((len(part.encode()) for part in path.parts), default=0)
@@ -122,6 +132,16 @@ def write_text(path: str | Path, text: str) -> None:
         stream.write(text.encode())
 
 
+def remove(path: str | Path) -> None:
+    """Deletes one file, local or in an object store; a missing one is no error."""
+    if not is_uri(path):
+        Path(path).unlink(missing_ok=True)
+        return
+    filesystem, inner = _filesystem(path)
+    with contextlib.suppress(FileNotFoundError):
+        filesystem.delete_file(inner)
+
+
 def copy_file(source: str | Path, destination: Path) -> None:
     """Copies one file, local or in an object store, to the local path `destination`."""
     if not is_uri(source):
@@ -137,4 +157,8 @@ def _filesystem(uri: str | Path):
     region from the standard AWS environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)."""
     import pyarrow.fs
 
-    return pyarrow.fs.FileSystem.from_uri(str(uri))
+    try:
+        return pyarrow.fs.FileSystem.from_uri(str(uri))
+    except ValueError as error:  # pyarrow's ArrowInvalid: a scheme or URI it cannot open
+        raise ConfigError(f"{uri}: {' '.join(str(error).split())}; allowed: a local or mounted "
+                          f"folder, or {', '.join(SCHEMES)} URIs") from None

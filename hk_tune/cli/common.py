@@ -6,6 +6,7 @@ import argparse
 
 EXIT_BAD_INPUT = 2
 EXIT_TRAINING_FAILED = 1
+EXIT_INTERRUPTED = 130  # what a shell reports for a command Ctrl-C stopped
 
 
 def add_tracking(parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,7 @@ from hk_tune.config.run import load_run_config
 from hk_tune.config.space_file import STORAGE_ENV, load_space
 from hk_tune.errors import ConfigError
 from hk_tune.search.executor import cpus_per_trial, gpus_per_trial, trials_that_fit
-from hk_tune.search.resources import cluster_totals, this_machine
+from hk_tune.search.resources import NO_ANSWER_FIX, cluster_totals, this_machine
 from hk_tune.tracking import SearchTracker, TrackingError, resolve_tracking_uri
 from hk_tune.train.data import load_task
 from hk_tune.train.model import check_model, load_tokenizer, target_modules
@@ -147,9 +147,7 @@ def _ray(address: str | None) -> tuple[dict[str, float] | None, Check]:
     try:
         totals = cluster_totals(address)
     except ConnectionError as error:
-        return None, Check("ray", False, str(error),
-                           "start the cluster (ray start --head on that host), check the address "
-                           "and the firewall, or leave --address out to use local Ray")
+        return None, Check("ray", False, str(error), NO_ANSWER_FIX)
     nodes = int(totals.get("nodes", 0))
     return totals, Check("ray", True, f"connected to {address}: {nodes} node(s), "
                          f"{_amounts(totals)}")

@@ -8,21 +8,23 @@ object (best config, metric, median, number of trials, path).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
 import time
 
 from hk_tune import storage
-from hk_tune.cli.common import add_json, add_tracking
+from hk_tune.cli.common import EXIT_INTERRUPTED, add_json, add_tracking
 from hk_tune.config.space_file import load_space
 from hk_tune.errors import ConfigError
 from hk_tune.search import overfit, results
 from hk_tune.search.confirm import format_confirmation
 from hk_tune.search.export import EXPORT_INFO, export_search
 from hk_tune.search.results import SearchSummary, format_table, json_line
-from hk_tune.search.run import SearchOptions, describe_search, resume_search, search
+from hk_tune.search.run import SearchOptions, describe_search, resume_search, search, search_folder
 from hk_tune.search.space import sample
+from hk_tune.search.unfinished import SEARCH_STATE
 from hk_tune.tracking import serve_ui, stop_ui, ui_url
 from hk_tune.tracking.names import run_name
 
@@ -99,13 +101,16 @@ def search_command(args: argparse.Namespace) -> int:
     space = load_space(args.space, args.overrides)
     started = time.perf_counter()
     try:
-        summary = search(space, SearchOptions(space_file=args.space,
-                                              overrides=list(args.overrides),
-                                              address=args.address,
-                                              ray_dashboard=args.ray_dashboard,
-                                              tracking_uri=args.tracking_uri))
+        with signals_interrupt():
+            summary = search(space, SearchOptions(space_file=args.space,
+                                                  overrides=list(args.overrides),
+                                                  address=args.address,
+                                                  ray_dashboard=args.ray_dashboard,
+                                                  tracking_uri=args.tracking_uri))
     except ConfigError as error:
         raise in_file(error, args.space) from None
+    except KeyboardInterrupt:
+        return interrupted(search_folder(space))
     return report(summary, args.json, time.perf_counter() - started)
 
 
@@ -122,9 +127,37 @@ def in_file(error: Exception, file: str) -> Exception:
 def resume_command(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
-    summary = resume_search(args.path, address=args.address, ray_dashboard=args.ray_dashboard,
-                            trust=args.trust)
+    try:
+        with signals_interrupt():
+            summary = resume_search(args.path, address=args.address,
+                                    ray_dashboard=args.ray_dashboard, trust=args.trust)
+    except KeyboardInterrupt:
+        return interrupted(storage.resolve(args.path))
     return report(summary, args.json, time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def signals_interrupt():
+    """SIGTERM (a kill, a timeout, systemd, a scheduler ending the job) and SIGHUP (a closed
+    terminal) interrupt the block as Ctrl-C does, so what it started is stopped and recorded
+    instead of left running."""
+    stops = (signal.SIGTERM, signal.SIGHUP)
+    previous = {stop: signal.signal(stop, _interrupt) for stop in stops}
+    try:
+        yield
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
+
+
+def interrupted(folder: str) -> int:
+    """Exit status 130, as a shell gives a command Ctrl-C stopped, and how to go on."""
+    if storage.exists(storage.join(folder, SEARCH_STATE)):
+        print(f"hk-tune: interrupted; Tune's state is saved: continue with "
+              f"`hk-tune resume {folder}`", file=sys.stderr)
+    else:
+        print("hk-tune: interrupted before the search began; nothing to resume", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def best_command(args: argparse.Namespace) -> int:
@@ -176,10 +209,9 @@ def ui_command(args: argparse.Namespace) -> int:
     print(f"MLflow UI at {ui_url(args.host, args.port)} (Ctrl-C stops it)", flush=True)
     # The server runs in its own process group, which a signal to this process alone does not
     # reach: a kill, a timeout, systemd or a closed terminal stop it as Ctrl-C does.
-    for stop in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(stop, _interrupt)
     try:
-        process.wait()
+        with signals_interrupt():
+            process.wait()
     except KeyboardInterrupt:
         pass
     finally:

@@ -14,6 +14,7 @@ module loads none of them.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
 from hk_tune import storage
@@ -115,8 +116,27 @@ def fit(tuner):
     Whatever Tune prints meanwhile (its experiment header, even with verbose=0, and the trial
     processes' forwarded output) goes to stderr: stdout holds hk_tune's results only.
     """
-    with save_state_on_change(), contextlib.redirect_stdout(sys.stderr):
+    with save_state_on_change(), contextlib.redirect_stdout(sys.stderr), _ctrl_c_interrupts():
         return tuner.fit()
+
+
+@contextlib.contextmanager
+def _ctrl_c_interrupts():
+    """Ctrl-C raises KeyboardInterrupt out of `fit`, as SIGTERM does from the command line.
+
+    Tune's own handler would end the experiment and return its unfinished trials as if it had
+    run them all, and the search would confirm and report them; its state is saved whenever a
+    trial changes, so `hk-tune resume` continues from the moment of the interrupt instead.
+    """
+    previous = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["TUNE_DISABLE_SIGINT_HANDLER"]
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = previous
 
 
 def concurrency(space: SearchConfig) -> int:

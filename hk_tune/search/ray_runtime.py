@@ -9,6 +9,7 @@ local Ray a search started, and work done in a background thread meanwhile.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -44,8 +45,13 @@ def start_ray(address: str | None, dashboard: bool = False) -> None:
     for key, value in RAY_ENV.items():
         os.environ.setdefault(key, value)
     if not ray.is_initialized():
+        # A driver's ray.init makes SIGTERM a plain sys.exit(15); keep the handler the command
+        # line set, which stops the search as Ctrl-C does and records why.
+        handler = signal.getsignal(signal.SIGTERM)
         ray.init(address=address, log_to_driver=True, configure_logging=False,
                  include_dashboard=dashboard)
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)
 
 
 def stop_local_ray() -> None:

@@ -16,6 +16,8 @@ from hk_tune.search.executor import DRIVER_CPU, choose_executor, cpus_per_trial,
 from hk_tune.search.ray_internals import local_ray_gpus
 
 CONNECT_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this time is down
+NO_ANSWER_FIX = ("start the cluster (ray start --head on that host), check the address and the "
+                 "firewall, or leave --address out to use local Ray")
 
 
 def this_machine() -> dict[str, float]:
@@ -85,6 +87,18 @@ def _probe(address: str, timeout_s: float) -> None:
     except OSError as error:
         reason = getattr(error, "strerror", None) or error
         raise ConnectionError(f"Ray at {address} does not answer ({reason})") from None
+
+
+def check_answers(address: str, where: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuses a cluster address whose head accepts no connection, before anything starts.
+
+    Raises:
+        ConfigError: naming `where` (the option), the address and what to do.
+    """
+    try:
+        _probe(address, timeout_s)
+    except ConnectionError as error:
+        raise ConfigError(f"{where} {address}: {error}; {NO_ANSWER_FIX}") from None
 
 
 def check_fits(space: SearchConfig, totals: dict[str, float], where: str) -> None:

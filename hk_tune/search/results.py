@@ -172,7 +172,12 @@ def read_summary(folder: str) -> SearchSummary:
     if not storage.exists(path):
         raise ConfigError(f"{folder}: no finished search here (no {SUMMARY}); "
                           "give the search's folder, e.g. hk_tune_runs/quickstart")
-    return SearchSummary.from_dict(json.loads(storage.read_text(path)))
+    try:
+        return SearchSummary.from_dict(json.loads(storage.read_text(path)))
+    except (ValueError, TypeError, KeyError) as error:  # empty, cut short, or not hk_tune's
+        raise ConfigError(f"{path}: not a summary hk_tune wrote ({type(error).__name__}: "
+                          f"{str(error)[:120]}); `hk-tune resume {folder}` writes it "
+                          "again") from None
 
 
 def json_line(summary: SearchSummary) -> str:

@@ -31,16 +31,14 @@ from hk_tune.search import export, overfit, results
 from hk_tune.search.executor import choose_executor
 from hk_tune.search.experiment import TUNER_FILE, build_tuner, fit, restore_tuner
 from hk_tune.search.ray_runtime import InBackground, start_ray, stop_local_ray
-from hk_tune.search.resources import check_fits, this_machine
+from hk_tune.search.resources import check_answers, check_fits, this_machine
 from hk_tune.search.results import SearchSummary
 from hk_tune.search.rows import TrialRow, trial_rows
 from hk_tune.search.tracker import Tracker
 from hk_tune.search.trust import adopt_folder, verify_folder
+from hk_tune.search.unfinished import SEARCH_STATE, SPACE_COPY, abandon, ended_if_unfinished
 from hk_tune.tracking import SearchTracker, check_tracking_uri, resolve_tracking_uri
 from hk_tune.train.trainer import check
-
-SEARCH_STATE = "search.json"
-SPACE_COPY = "space.yaml"
 
 
 @dataclass
@@ -99,6 +97,8 @@ def search(space: SearchConfig, options: SearchOptions,
 
         check_fits(space, ray.cluster_resources() if ray.is_initialized() else this_machine(),
                    space.file)
+    else:  # Ray retries a head that does not answer for a minute or more
+        check_answers(options.address, "--address")
     print(describe_search(space), file=sys.stderr, flush=True)  # once the input is known good
     if storage.exists(storage.join(folder, SEARCH_STATE)):
         raise ConfigError(f"{space.file}: name: a search named {space.name!r} exists in "
@@ -130,17 +130,18 @@ def search(space: SearchConfig, options: SearchOptions,
         start_ray(options.address, options.ray_dashboard)
         timer.lap("ray start (MLflow set-up meanwhile)")
         tracker = tracking.result()
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(BaseException):  # Ray failed: let the set-up finish first
-            tracking.result()
+            abandon(tracking.result(), folder, error)
         if not ray_was_running and ray.is_initialized():
             ray.shutdown()
         raise
     timer.lap("MLflow set-up (rest)")
-    grid = fit(build_tuner(space, folder, callbacks(space, tracker)))
-    timer.lap("trials")
-    return finish(space, folder, grid, tracker, timer,
-                  stop_ray=not ray_was_running and options.address is None)
+    with ended_if_unfinished(tracker, folder):
+        grid = fit(build_tuner(space, folder, callbacks(space, tracker)))
+        timer.lap("trials")
+        return finish(space, folder, grid, tracker, timer,
+                      stop_ray=not ray_was_running and options.address is None)
 
 
 def resume_search(folder: str | Path, address: str | None = None,
@@ -167,21 +168,45 @@ def resume_search(folder: str | Path, address: str | None = None,
         adopt_folder(folder)
     else:
         verify_folder(folder)
-    state = json.loads(storage.read_text(storage.join(folder, SEARCH_STATE)))
+    state = read_search_state(folder)
     space = _load_space_copy(folder, state["overrides"])
     # The experiment the search began in, whatever MLFLOW_EXPERIMENT_NAME says now.
     tracker = mlflow_tracker(state["tracking_uri"], state.get("experiment", space.experiment))
     tracker.check()
     tracker.attach_search(state["parent_run_id"])
     address = address or state.get("address")
+    if address is not None:
+        check_answers(address, "--address")
     ray_was_running = ray.is_initialized()
-    start_ray(address, ray_dashboard)
-    if storage.exists(storage.join(folder, TUNER_FILE)):
-        tuner = restore_tuner(space, folder, callbacks(space, tracker))
-    else:  # interrupted before Tune wrote its state: nothing ran yet
-        tuner = build_tuner(space, folder, callbacks(space, tracker))
-    return finish(space, folder, fit(tuner), tracker,
-                  stop_ray=not ray_was_running and address is None)
+    with ended_if_unfinished(tracker, folder):
+        start_ray(address, ray_dashboard)
+        if storage.exists(storage.join(folder, TUNER_FILE)):
+            tuner = restore_tuner(space, folder, callbacks(space, tracker))
+        else:  # interrupted before Tune wrote its state: nothing ran yet
+            tuner = build_tuner(space, folder, callbacks(space, tracker))
+        return finish(space, folder, fit(tuner), tracker,
+                      stop_ray=not ray_was_running and address is None)
+
+
+def read_search_state(folder: str) -> dict:
+    """The search's `search.json`: what resume needs to continue it.
+
+    Raises:
+        ConfigError: empty, cut short, or not one hk_tune wrote.
+    """
+    path = storage.join(folder, SEARCH_STATE)
+    try:
+        state = json.loads(storage.read_text(path))
+        if not isinstance(state, dict) or not isinstance(state.get("overrides"), list):
+            raise ValueError("no overrides list")
+        for key in ("tracking_uri", "parent_run_id"):
+            if not isinstance(state.get(key), str):
+                raise ValueError(f"no {key}")
+    except ValueError as error:
+        raise ConfigError(f"{path}: not a search state hk_tune wrote ({str(error)[:120]}), so "
+                          "the search cannot be resumed; start it again under another name "
+                          "(name=...)") from None
+    return state
 
 
 def mlflow_tracker(tracking_uri: str | None, experiment: str) -> Tracker:

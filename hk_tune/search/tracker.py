@@ -50,5 +50,8 @@ class Tracker(Protocol):
                       folders: list[Path] = ()) -> list[str]:
         """Records the end of the search: results, best configuration, plots, folders."""
 
+    def end_search(self, status: str, reason: str) -> None:
+        """Records that the search did not finish: `status` "interrupted" or "errored"."""
+
     def gaps(self) -> list[str]:
         """What could not be recorded when it happened, one line each."""

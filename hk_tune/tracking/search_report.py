@@ -136,7 +136,7 @@ def _settle_trials(tracker: SearchTracker, results: list[dict[str, Any]]) -> Non
     end) in its state resumes without it: the searcher suggests another point, so that run is
     an orphan, deleted (MLflow keeps deleted runs restorable) and, if it never ended, ended as
     KILLED; a run that did finish keeps FINISHED. A trial whose end never reached MLflow
-    before the kill is ended with its final status.
+    before the kill (or was recorded as an interruption) is ended with its final status.
     """
     statuses = {row["trial_id"]: row["status"] for row in results if row.get("trial_id")}
     client = tracker.client()
@@ -148,8 +148,12 @@ def _settle_trials(tracker: SearchTracker, results: list[dict[str, Any]]) -> Non
                 client.set_terminated(run_id, status="KILLED")
             client.delete_run(run_id)
             tracker.runs.pop(trial_id, None)
-        elif run.info.status == "RUNNING" and statuses[trial_id] in entities.STATUSES:
+        elif (run.info.status == "RUNNING" or run.data.tags.get("hk_tune.status") ==
+              "interrupted") and statuses[trial_id] in entities.STATUSES:
+            # Never ended, or ended by an interruption (`end_search`) that Tune's state outlived.
             client.set_tag(run_id, "hk_tune.status", statuses[trial_id])
+            if statuses[trial_id] != "errored" and "hk_tune.error" in run.data.tags:
+                client.delete_tag(run_id, "hk_tune.error")
             client.set_terminated(run_id, status=entities.STATUSES[statuses[trial_id]])
 
 
@@ -171,6 +175,8 @@ def _summarize(tracker: SearchTracker, parent: str, tags: dict[str, str],
     for chunk in entities.chunks(entities.tags(tags), entities.BATCH):
         client.log_batch(parent, tags=chunk)
     client.log_batch(parent, metrics=entities.metrics(metrics, 0, now_ms()))
+    if "hk_tune.status" in client.get_run(parent).data.tags:  # a resumed search's, "running"
+        client.set_tag(parent, "hk_tune.status", "completed")
     client.set_terminated(parent, status="FINISHED")
 
 

@@ -125,9 +125,32 @@ class SearchTracker:
                 self.names[trial_id] = child.info.run_name
                 self._logged[trial_id] = dict(child.data.metrics)
             client.update_run(parent_run_id, status="RUNNING")
+            if "hk_tune.status" in parent.data.tags:  # ended by an interruption or an error
+                client.set_tag(parent_run_id, "hk_tune.status", "running")
+            if "hk_tune.error" in parent.data.tags:
+                client.delete_tag(parent_run_id, "hk_tune.error")
         except Exception as error:
             raise TrackingError(f"could not resume MLflow run {parent_run_id} in "
                                 f"{self.tracking_uri}: {one_line(error)}") from None
+
+    def end_search(self, status: str, reason: str) -> None:
+        """Ends a search that did not finish, and its trials' runs still running: `status`
+        "interrupted" (runs KILLED) or "errored" (FAILED), `reason` in tag `hk_tune.error`.
+        `hk-tune resume` reopens them (`attach_search`, `trial_started`)."""
+        mlflow_status = {"interrupted": "KILLED", "errored": "FAILED"}[status]
+        tags = entities.tags({"hk_tune.status": status,
+                              "hk_tune.error": reason[-entities.MAX_VALUE:]})
+
+        def end() -> None:
+            client = self.client()
+            for child in self.children(trials_only=True):
+                if child.info.status == "RUNNING":
+                    client.log_batch(child.info.run_id, tags=tags)
+                    client.set_terminated(child.info.run_id, status=mlflow_status)
+            client.log_batch(self.parent(), tags=tags)
+            client.set_terminated(self.parent(), status=mlflow_status)
+
+        self.guard.call(f"end of the search ({status})", end)
 
     # -- trials ------------------------------------------------------------------------------
 

@@ -128,6 +128,52 @@ ROWS = [
         search={"metric_scope": "median"}),
     Row("an unknown head setting", "lora.head", "['full', 'last_linear']",
         train={"lora.head": "everything"}, search={"fixed": {"lora.head": "everything"}}),
+    # Checks that used to come only once Ray ran, or never.
+    Row("LoRA target the model does not have", "lora.target_modules", "its linear layers",
+        train={"lora.target_modules": ["nope_proj"]},
+        search={"fixed": {"lora.target_modules": ["nope_proj"]}}),
+    Row("max_length beyond the model's positions", "data.max_length", "at most 256",
+        train={"data.max_length": 100_000}, search={"fixed": {"data.max_length": 100_000}}),
+    Row("truncated weights", "model.name", "a complete safetensors file",
+        train={"model": "{files}/truncated"}, search={"fixed": {"model": "{files}/truncated"}}),
+    Row("seed outside what the generators take", "seed", "an integer from 0 to 4294967295",
+        train={"seed": -5}, search={"seed": 2**40}),
+    Row("negative data seed", "data.seed", "an integer from 0 to 4294967295",
+        train={"data.seed": -1}, search={"fixed": {"data.seed": -1}}),
+    Row("retry forever", "max_failures", "an integer >= 0", train={"max_failures": -1},
+        search={"fixed": {"max_failures": -1}}),
+    Row("a one-class classification set", "data.label='label'", "at least two classes",
+        train={"data.source": "{files}/one_class.jsonl"},
+        search={"fixed": {"data.source": "{files}/one_class.jsonl"}}),
+    Row("a label that is a list", "data.label='label'", "class ids 0, 1",
+        train={"data.source": "{files}/list_label.jsonl"},
+        search={"fixed": {"data.source": "{files}/list_label.jsonl"}}),
+    Row("a plain file named .gz", "data.source", "BadGzipFile",
+        train={"data.source": "{files}/plain.jsonl.gz"},
+        search={"fixed": {"data.source": "{files}/plain.jsonl.gz"}}),
+    Row("a storage scheme no store opens", "storage_path", "s3, gs",
+        train={"storage_path": "ftp://host/runs"}, search={"storage_path": "ftp://host/runs"}),
+    # A space file's own structure.
+    Row("a step of 0", "step", "a step above 0", search={"search": {
+        "dropout.attn_logits.rate": {"type": "float", "low": 0.0, "high": 0.3, "step": 0}}}),
+    Row("a fractional int step", "step", "an integer >= 1", search={"search": {
+        "optim.batch_size": {"type": "int", "low": 2, "high": 8, "step": 0.5}}}),
+    Row("a nested warm_start", "warm_start", "a list of preset names",
+        search={"warm_start": [["baseline"]]}),
+    Row("a choice given twice", "choices", "distinct choices", search={"search": {
+        "dropout.ffn_hidden.pattern": {"type": "categorical",
+                                       "choices": ["element", "element"]}}}),
+    Row("an empty name", "name", "expected a string", train={"name": None}),
+]
+# Whole files for the rows a dict of keys cannot express.
+ROWS += [
+    Row("a key given twice", "'optim' is given twice", "a YAML mapping", text={
+        "train": "seed: 0\noptim: {lr: 0.001}\noptim: {lr: 0.1}\n",
+        "search": "search: {dropout.attn_logits.rate: {type: grid, values: [0.1]}}\n"
+                  "optim: 1\noptim: 2\n"}),
+    Row("fixed that is not a mapping", "fixed", "a mapping", text={
+        "search": "fixed: [model, data.source]\n"
+                  "search: {dropout.attn_logits.rate: {type: grid, values: [0.1]}}\n"}),
 ]
 
 CASES = [pytest.param(row, command, id=f"{command}: {row.name}")
@@ -144,6 +190,17 @@ def paths(tiny_models, toy_data, tmp_path_factory) -> dict[str, str]:
     reviews = Path(toy_data["classification"]["source"]).read_text()
     (root / "train.jsonl").write_text(reviews)
     (root / "validation.jsonl").write_text("")
+    (root / "one_class.jsonl").write_text("".join(
+        json.dumps({"text": f"good {i}", "label": 1}) + "\n" for i in range(12)))
+    (root / "list_label.jsonl").write_text("".join(
+        json.dumps({"text": f"good {i}", "label": [i % 2]}) + "\n" for i in range(12)))
+    (root / "plain.jsonl.gz").write_text(reviews)
+    (root / "truncated").mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        if Path(tiny_models["bert"], name).exists():
+            shutil.copy(Path(tiny_models["bert"], name), root / "truncated" / name)
+    weights = Path(tiny_models["bert"], "model.safetensors").read_bytes()
+    (root / "truncated" / "model.safetensors").write_bytes(weights[:len(weights) // 2])
     (root / "no_tokenizer").mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(Path(tiny_models["bert"], name), root / "no_tokenizer" / name)

@@ -146,6 +146,23 @@ def test_gpu_trials_need_a_torch_that_can_use_the_gpu(tiny_models, toy_data, tmp
     assert "fix: install a CUDA build of the pinned torch" in checks["resources"]
 
 
+def test_an_sqlite_file_of_something_else_is_left_as_it_is(tmp_path, capsys, monkeypatch,
+                                                           no_ray_started):
+    import sqlite3
+
+    monkeypatch.chdir(tmp_path)
+    other = tmp_path / "notes.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE notes (text)")
+    uri = f"sqlite:///{other}"
+    status, checks = doctor(capsys, "--tracking-uri", uri)
+    assert status == 1
+    assert "is an SQLite database of something else (tables ['notes'])" in checks["tracking"]
+    with sqlite3.connect(other) as connection:  # MLflow's tables were not made in it
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master")]
+    assert tables == ["notes"]
+
+
 def test_unreachable_ray_address(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default tracking store and storage path live here
     status, checks = doctor(capsys, "--address", "127.0.0.1:1")

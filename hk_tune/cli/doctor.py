@@ -30,7 +30,7 @@ from hk_tune.config.space_file import STORAGE_ENV, load_space
 from hk_tune.errors import ConfigError
 from hk_tune.search.executor import cpus_per_trial, gpus_per_trial, trials_that_fit
 from hk_tune.search.resources import NO_ANSWER_FIX, cluster_totals, this_machine
-from hk_tune.tracking import SearchTracker, TrackingError, resolve_tracking_uri
+from hk_tune.tracking import SearchTracker, TrackingError, check_tracking_uri, resolve_tracking_uri
 from hk_tune.train.data import load_task
 from hk_tune.train.model import check_model, load_tokenizer, target_modules
 
@@ -258,6 +258,10 @@ def _probe_uri(uri: str) -> str:
 def _tracking(tracking_uri: str | None) -> Check:
 
     uri = resolve_tracking_uri(tracking_uri)
+    try:
+        check_tracking_uri(uri)  # before opening it: a foreign SQLite file would get its tables
+    except ConfigError as error:
+        return Check("tracking", False, str(error))
     database = _new_sqlite_file(uri)
     if database is not None:
         # A local store that does not exist yet: opening it would create it; check its folder.

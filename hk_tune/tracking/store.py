@@ -6,6 +6,7 @@ the working directory; `--tracking-uri` or `MLFLOW_TRACKING_URI` points at a rem
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -57,7 +58,8 @@ TRACKING_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "h
 
 
 def check_tracking_uri(uri: str) -> None:
-    """Refuses, before anything starts, a tracking URI whose scheme no MLflow store takes.
+    """Refuses, before anything starts, a tracking URI whose scheme no MLflow store takes, or
+    an SQLite file that is not an MLflow store.
 
     Raises:
         ConfigError: naming the URI and the schemes allowed.
@@ -69,6 +71,33 @@ def check_tracking_uri(uri: str) -> None:
         raise ConfigError(f"tracking URI {uri[:200]!r} (--tracking-uri or MLFLOW_TRACKING_URI): "
                           f"MLflow keeps no runs at {scheme}://; allowed: "
                           f"{', '.join(s + '://' for s in TRACKING_SCHEMES)} or a local folder")
+    _check_sqlite_is_mlflow(uri)
+
+
+def _check_sqlite_is_mlflow(uri: str) -> None:
+    """Refuses an existing SQLite file that holds tables but not MLflow's: opening it as a
+    store would create MLflow's tables among someone else's."""
+    import sqlite3
+
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return
+    database = Path(uri[len(prefix):].split("?", 1)[0])
+    if not database.is_file() or database.stat().st_size == 0:
+        return  # a new store
+    try:
+        with contextlib.closing(sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro",
+                                                uri=True)) as connection:
+            tables = {row[0] for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as error:
+        raise ConfigError(f"tracking URI {uri[:200]!r}: {database} is not an SQLite database "
+                          f"({error}); allowed: an MLflow store, or a path where none exists "
+                          "yet") from None
+    if tables and not {"experiments", "runs", "alembic_version"} <= tables:
+        raise ConfigError(f"tracking URI {uri[:200]!r}: {database} is an SQLite database of "
+                          f"something else (tables {sorted(tables)[:5]}); allowed: an MLflow "
+                          "store, or a path where none exists yet")
 
 
 def is_remote(uri: str) -> bool:

@@ -17,6 +17,7 @@ MAX_LINES = 400
 ROOMS = {
     "ray": ("train/", "search/"),
     "optuna": ("search/",),
+    "optuna_dashboard": ("search/dashboard.py",),
     "mlflow": ("tracking/",),
     "transformers": ("train/", "dropout/attachment.py", "search/", "integrations/"),
     "trl": ("integrations/",),

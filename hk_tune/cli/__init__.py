@@ -7,6 +7,7 @@
     hk-tune export PATH DEST
     hk-tune show SPACE [key=value ...] [-n N]
     hk-tune ui [--tracking-uri URI] [--host 127.0.0.1] [--port 5000]
+    hk-tune dashboard PATH [--host 127.0.0.1] [--port 8080]
     hk-tune doctor [CONFIG_OR_SPACE] [key=value ...] [--address ADDR] [--tracking-uri URI]
 
 Bad input (config, overrides, model, data) is reported as one line naming the file, the key and

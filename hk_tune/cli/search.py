@@ -1,4 +1,4 @@
-"""The search subcommands of `hk-tune`: search, resume, best, export, show and ui.
+"""The search subcommands of `hk-tune`: search, resume, best, export, show, ui and dashboard.
 
 Progress goes to stderr (Tune's status and each evaluation's line); stdout holds the ranked
 table, the confirmation and the best configuration, and with `--json` its last line is one JSON
@@ -20,6 +20,7 @@ from hk_tune.config.space_file import load_space
 from hk_tune.errors import ConfigError
 from hk_tune.search import overfit, results
 from hk_tune.search.confirm import format_confirmation
+from hk_tune.search.dashboard import DEFAULT_PORT, open_dashboard, serve_dashboard
 from hk_tune.search.export import EXPORT_INFO, export_search
 from hk_tune.search.results import SearchSummary, format_table, json_line
 from hk_tune.search.run import SearchOptions, describe_search, resume_search, search, search_folder
@@ -32,7 +33,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def add_commands(commands) -> None:
-    """Adds search, resume, best, export, show and ui to the `hk-tune` subparsers."""
+    """Adds search, resume, best, export, show, ui and dashboard to the `hk-tune` subparsers."""
     search = commands.add_parser(
         "search", help="search the dropout design space with Ray Tune + Optuna",
         description="Search a space file (search_spaces/*.yaml) with Ray Tune and Optuna's TPE; "
@@ -88,6 +89,18 @@ def add_commands(commands) -> None:
                     "has no login, so 0.0.0.0 lets anyone on the network read and delete runs)")
     ui.add_argument("--port", type=port_number, default=5000, help="1-65535 (default 5000)")
     ui.set_defaults(command_fn=ui_command)
+
+    dashboard = commands.add_parser(
+        "dashboard", help="serve optuna-dashboard for a search's Optuna study",
+        description="Serve optuna-dashboard on the search's Optuna study: trials, their "
+        "evaluations, parallel coordinates, importances; live while the search runs.")
+    dashboard.add_argument("path", help="the search's folder, e.g. hk_tune_runs/quickstart")
+    dashboard.add_argument("--host", default="127.0.0.1",
+                           help="interface to listen on (default 127.0.0.1: this machine only; "
+                           "the dashboard has no login)")
+    dashboard.add_argument("--port", type=port_number, default=DEFAULT_PORT,
+                           help=f"1-65535 (default {DEFAULT_PORT})")
+    dashboard.set_defaults(command_fn=dashboard_command)
 
 
 def add_dashboard(parser: argparse.ArgumentParser) -> None:
@@ -216,6 +229,21 @@ def ui_command(args: argparse.Namespace) -> int:
         pass
     finally:
         stop_ui(process)
+    return 0
+
+
+def dashboard_command(args: argparse.Namespace) -> int:
+    if args.host not in LOOPBACK:
+        print(f"hk-tune: warning: the dashboard listens on {args.host}:{args.port} with no "
+              "login; anyone who can reach that port can read the study", file=sys.stderr,
+              flush=True)
+    study = open_dashboard(args.path, args.host, args.port)
+    print(f"Optuna dashboard at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    try:
+        with signals_interrupt():
+            serve_dashboard(study, args.host, args.port)
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

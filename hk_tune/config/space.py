@@ -98,6 +98,7 @@ class SearchConfig:
     experiment: str = "hk_tune"  # the MLflow experiment holding the search's runs
     time_budget_s: float | None = None  # wall-clock limit of the trials; the results are kept
     stop: float | None = None  # a score that ends the search once a trial reaches it
+    optuna_storage: str | None = None  # an RDB URL for the Optuna study (else a journal file)
 
     @property
     def score(self) -> str:

@@ -30,6 +30,7 @@ from hk_tune.config.space import (
     is_position_switch,
     walk,
 )
+from hk_tune.config.study import check_study_storage
 from hk_tune.config.warm_start import preset_point
 from hk_tune.dropout.pattern import PATTERNS
 from hk_tune.dropout.spec import POSITIONS, valid_keys
@@ -40,7 +41,7 @@ EXECUTORS = ("auto", "train", "inprocess")
 SCHEDULERS = ("none", "asha")
 SETTINGS = ("fixed", "search", "metric", "metric_scope", "mode", "num_samples", "max_concurrent",
             "scheduler", "resources", "seed", "warm_start", "confirm", "executor", "name",
-            "storage_path", "experiment", "time_budget_s", "stop")
+            "storage_path", "experiment", "time_budget_s", "stop", "optuna_storage")
 STORAGE_ENV = "HK_TUNE_STORAGE_PATH"  # storage_path when neither the file nor overrides set it
 # The MLflow experiment when the file sets none: MLflow's own variable, else hk_tune's default.
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
@@ -170,6 +171,7 @@ def build_space(raw: dict[str, Any], where: str) -> SearchConfig:
         experiment=_experiment(raw.get("experiment"), where),
         time_budget_s=_budget(raw.get("time_budget_s"), where),
         stop=None if raw.get("stop") is None else fields.number(raw["stop"], f"{where}: stop"),
+        optuna_storage=check_study_storage(raw.get("optuna_storage"), where),
     )
     RunConfig.from_dict({**space.raw_config({}), "name": space.name}, where=where)
     for point in space.warm_start_points:

@@ -52,7 +52,8 @@ def build_tuner(space: SearchConfig, folder: str, callbacks: list):
     tuner = ray.tune.Tuner(
         build_trainable(space, storage.join(folder, "train")),
         tune_config=ray.tune.TuneConfig(
-            search_alg=build_search(space, concurrency(space)), scheduler=scheduler,
+            search_alg=build_search(space, concurrency(space), folder=folder),
+            scheduler=scheduler,
             num_samples=space.num_samples, time_budget_s=space.time_budget_s,
             reuse_actors=choose_executor(space) == "inprocess",
             trial_dirname_creator=trial_folder),
@@ -83,7 +84,7 @@ def restore_tuner(space: SearchConfig, folder: str, callbacks: list):
     run_config, saved, tune_config = restored_tuner_parts(tuner)
     run_config.callbacks = [ProgressCallback(space), *callbacks]
     trials = saved.trials if saved is not None else []
-    tune_config.search_alg = build_search(space, concurrency(space), trials)
+    tune_config.search_alg = build_search(space, concurrency(space), trials, folder=folder)
     tune_config.max_concurrent_trials = None  # the search holds the limit
     return tuner
 

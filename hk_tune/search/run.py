@@ -34,6 +34,7 @@ from hk_tune.search.ray_runtime import InBackground, start_ray, stop_local_ray
 from hk_tune.search.resources import check_answers, check_fits, this_machine
 from hk_tune.search.results import SearchSummary
 from hk_tune.search.rows import TrialRow, trial_rows
+from hk_tune.search.study import storage_address
 from hk_tune.search.tracker import Tracker
 from hk_tune.search.trust import adopt_folder, verify_folder
 from hk_tune.search.unfinished import SEARCH_STATE, SPACE_COPY, abandon, ended_if_unfinished
@@ -116,7 +117,8 @@ def search(space: SearchConfig, options: SearchOptions,
                                f"storage_path={storage.resolve(space.storage_path)}"],
                  "address": options.address, "tracking_uri": chosen.tracking_uri,
                  "experiment": space.experiment,
-                 "parent_run_id": parent, "space_file": options.space_file}
+                 "parent_run_id": parent, "space_file": options.space_file,
+                 "study": storage_address(space, folder)}  # for `hk-tune dashboard`
         storage.write_text(storage.join(folder, SEARCH_STATE), json.dumps(state, indent=1))
         return chosen
 

@@ -10,8 +10,10 @@ experiment lacks, or runs one trial more or fewer than the budget. So the trials
 record: the searcher is rebuilt from them, every finished trial told to Optuna with its result
 (the searcher keeps its history), every unfinished one registered so Tune can run it again.
 
-    build_search(space, max_concurrent=2)                         # a new search
-    build_search(space, max_concurrent=2, trials=analysis.trials)  # a resumed one
+    build_search(space, max_concurrent=2, folder=folder)                         # a new one
+    build_search(space, max_concurrent=2, trials=analysis.trials, folder=folder)  # resumed
+
+The study lives in storage for the dashboard (`hk_tune.search.study`), rebuilt the same way.
 
 Every trial of a search has the same seed, and one seed gives one result, so a configuration
 TPE proposes again would train to the numbers it already has. It is not run: the proposal is told
@@ -31,6 +33,7 @@ from ray.tune.experiment import Trial
 from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
+from hk_tune import storage
 from hk_tune.config.space import SearchConfig
 from hk_tune.search.ray_internals import (
     hold_live_trials,
@@ -40,25 +43,33 @@ from hk_tune.search.ray_internals import (
     set_generator_count,
 )
 from hk_tune.search.space import suggest
+from hk_tune.search.study import drop_study, evaluations, open_storage, storage_address
 
 
-def build_search(space: SearchConfig, max_concurrent: int, trials: Sequence[Trial] = ()
-                 ) -> SearchGenerator:
+def build_search(space: SearchConfig, max_concurrent: int, trials: Sequence[Trial] = (),
+                 folder: str | None = None) -> SearchGenerator:
     """OptunaSearch (seeded TPE; the space's warm-start presets first) under a concurrency
-    limit, holding `trials`, the trials Tune's saved experiment has (none for a new search)."""
+    limit, holding `trials`, the trials Tune's saved experiment has (none for a new search).
+    Its study is kept in the storage of the search in `folder` (None: in memory)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     startup = max(2, min(10, space.num_samples // 2))  # random draws before TPE models anything
+    storage = open_storage(storage_address(space, folder)) if folder is not None else None
+    drop_study(storage, space.name)  # rebuilt from the trials, as the searcher is
     # The presets are enqueued after the replayed trials, not passed as points_to_evaluate:
     # Optuna hands enqueued points to the next ask(), which the replay below uses.
     searcher = DistinctOptunaSearch(
-        space, metric=space.score, mode=space.mode,
+        space, metric=space.score, mode=space.mode, storage=storage, study_name=space.name,
         sampler=optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=startup))
     unfinished = []
     ot_trials, study = optuna_parts(searcher)
     for trial in trials:
         ot_trials[trial.trial_id] = _replay(searcher, trial.evaluated_params)
+        ot_trials[trial.trial_id].set_user_attr("trial_id", trial.trial_id)
+        if folder is not None:  # its evaluations, as the dashboard showed them before
+            for step, value in evaluations(trial_folder_of(folder, trial), space.score):
+                ot_trials[trial.trial_id].report(value, step)
         searcher.remember(trial.trial_id, trial.evaluated_params)
         if trial.status == Trial.TERMINATED:
             searcher.on_trial_complete(trial.trial_id, result=trial.last_result)
@@ -102,8 +113,11 @@ class DistinctOptunaSearch(OptunaSearch):
             twin = self._trial_of.get(self._key(params))
             if twin is None:
                 self.remember(trial_id, params)
+                optuna_parts(self)[0][trial_id].set_user_attr("trial_id", trial_id)
                 return config
-            self._tell_like(optuna_parts(self)[0].pop(trial_id), twin)
+            proposal = optuna_parts(self)[0].pop(trial_id)
+            proposal.set_user_attr("repeats_trial", twin)
+            self._tell_like(proposal, twin)
         print(f"TPE proposed only configurations the search has already tried in "
               f"{self.MAX_DRAWS} draws: no new trial is started", file=sys.stderr, flush=True)
         return Searcher.FINISHED
@@ -157,3 +171,9 @@ def _replay(searcher: OptunaSearch, params: dict[str, Any]):
     ot_trial = study.ask()
     replay_define_by_run(searcher, searcher._define_by_run, ot_trial)
     return ot_trial
+
+
+def trial_folder_of(folder: str, trial: Trial) -> str:
+    """A saved trial's folder in the search folder (named as `experiment.trial_folder` names
+    it)."""
+    return storage.join(folder, f"trial_{trial.trial_id}")

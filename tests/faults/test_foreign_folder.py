@@ -64,6 +64,7 @@ def test_the_folder_a_search_wrote_verifies_for_its_user(searched):
     assert len([p for p in searched.rglob("tuner.pkl")]) == 2  # the search and "confirm"
 
 
+@pytest.mark.slow  # a whole resume; the refusal itself is also in test_a_crafted_pickle_never_runs
 def test_a_colleagues_copy_is_refused_then_trusted(searched, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(searched, copy)

@@ -13,6 +13,7 @@ import time
 
 import pytest
 from test_search import tiny_space
+from test_study import check_study_holds_the_search
 
 from hk_tune import cli
 from hk_tune.search import trust
@@ -92,6 +93,7 @@ def test_resume_completes_the_budget_without_rerunning_finished_trials(
         assert after[trial] == rows, f"{trial} ran again"
     check_child_runs(uri, {row["trial_id"] for row in summary["results"]},
                      steps=list(range(8, 49, 8)))
+    check_study_holds_the_search(folder)  # the dashboard's study, rebuilt whole
 
 
 def newest(folder, pattern: str):

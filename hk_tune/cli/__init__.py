@@ -2,7 +2,7 @@
 
     hk-tune train CONFIG [key=value ...] [--json]
     hk-tune search SPACE [key=value ...] [--address ADDR] [--tracking-uri URI] [--json]
-    hk-tune resume PATH [--trust] [--json]
+    hk-tune resume PATH [num_samples=N] [--trust] [--json]
     hk-tune best PATH [--json]
     hk-tune export PATH DEST
     hk-tune show SPACE [key=value ...] [-n N]

@@ -50,9 +50,12 @@ def add_commands(commands) -> None:
 
     resume = commands.add_parser(
         "resume", help="continue an interrupted search",
-        description="Continue an interrupted search: finished trials are not re-run and the "
-        "searcher keeps its history.")
+        description="Continue an interrupted search, or extend a finished one with "
+        "num_samples=N (N trials in all): finished trials are not re-run and the searcher keeps "
+        "its history.")
     resume.add_argument("path", help="the search's folder, e.g. hk_tune_runs/quickstart")
+    resume.add_argument("overrides", nargs="*", metavar="num_samples=N",
+                        help="extend the search to N trials in all (a finished one too)")
     resume.add_argument("--address", help="a running Ray cluster (default: as the search)")
     resume.add_argument(
         "--trust", action="store_true",
@@ -143,7 +146,8 @@ def resume_command(args: argparse.Namespace) -> int:
     try:
         with signals_interrupt():
             summary = resume_search(args.path, address=args.address,
-                                    ray_dashboard=args.ray_dashboard, trust=args.trust)
+                                    ray_dashboard=args.ray_dashboard, trust=args.trust,
+                                    overrides=args.overrides)
     except KeyboardInterrupt:
         return interrupted(storage.resolve(args.path))
     return report(summary, args.json, time.perf_counter() - started)

@@ -19,6 +19,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from hk_tune.search import confirm as confirmation
 from hk_tune.search import export, overfit, results
 from hk_tune.search.executor import choose_executor
 from hk_tune.search.experiment import TUNER_FILE, build_tuner, fit, restore_tuner
+from hk_tune.search.extend import extend, extension
 from hk_tune.search.ray_runtime import InBackground, start_ray, stop_local_ray
 from hk_tune.search.resources import check_answers, check_fits, this_machine
 from hk_tune.search.results import SearchSummary
@@ -39,6 +41,7 @@ from hk_tune.search.tracker import Tracker
 from hk_tune.search.trust import adopt_folder, verify_folder
 from hk_tune.search.unfinished import SEARCH_STATE, SPACE_COPY, abandon, ended_if_unfinished
 from hk_tune.tracking import SearchTracker, check_tracking_uri, resolve_tracking_uri
+from hk_tune.tracking.figures import seed_history_key
 from hk_tune.train.trainer import check
 
 
@@ -147,12 +150,14 @@ def search(space: SearchConfig, options: SearchOptions,
 
 
 def resume_search(folder: str | Path, address: str | None = None,
-                  ray_dashboard: bool = False, trust: bool = False) -> SearchSummary:
+                  ray_dashboard: bool = False, trust: bool = False,
+                  overrides: Sequence[str] = ()) -> SearchSummary:
     """Continues an interrupted search: finished trials are kept, the searcher keeps its
     history (rebuilt from the saved trials), then confirmation and results run as usual.
 
     The folder's pickles must carry this user's signature (`hk_tune.search.trust`) unless
-    `trust`, which signs them as they are.
+    `trust`, which signs them as they are. `overrides`: `num_samples=N` extends the search to N
+    trials in all (`hk_tune.search.extend`).
 
     Raises:
         UntrustedFolder: an unsigned or altered pickle, before anything is unpickled.
@@ -171,7 +176,9 @@ def resume_search(folder: str | Path, address: str | None = None,
     else:
         verify_folder(folder)
     state = read_search_state(folder)
-    space = _load_space_copy(folder, state["overrides"])
+    extra = extension(overrides, folder)
+    space = _load_space_copy(folder, [*state["overrides"], *extra])
+    extend(folder, state, extra, space.num_samples)
     # The experiment the search began in, whatever MLFLOW_EXPERIMENT_NAME says now.
     tracker = mlflow_tracker(state["tracking_uri"], state.get("experiment", space.experiment))
     tracker.check()
@@ -268,6 +275,8 @@ def finish(space: SearchConfig, folder: str, grid, tracker: Tracker, timer: Time
         print(f"confirming {len(picked)} configurations with {space.confirm_seeds} seeds",
               file=sys.stderr, flush=True)
         runs = confirmation.confirm(space, picked, folder)
+        # Beside each confirmed trial's own history, for the curves' seed bands.
+        histories.update({seed_history_key(run.confirms, run.seed): run.history for run in runs})
         for run in runs:
             row = next(r for r in picked if r.trial_id == run.confirms)
             tracker.confirmation_run(run.confirms, run.seed, row.params, run.history, run.final)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,6 +136,11 @@ def metric_vs_rate(
                   panels)
 
 
+def seed_history_key(trial_id: str, seed: int) -> str:
+    """The key of a confirmation run's history beside its trial's in a histories mapping."""
+    return f"{trial_id} seed {seed}"
+
+
 def curves(
     histories: dict[str, list[dict[str, Any]]],
     metric: str,
@@ -141,7 +148,11 @@ def curves(
     baseline_trial_id: str | None,
     names: dict[str, str],
 ) -> Figure | None:
-    """Train loss, eval loss and the metric per step: the best trial against the baseline."""
+    """Train loss, eval loss and the metric per step: the best trial against the baseline.
+
+    A trial confirmed with more seeds (histories under `seed_history_key`) is drawn as the
+    median over its seeds, in a band from their lowest to their highest value at each step.
+    """
     picked = [
         (role, trial) for role, trial in (("best", best_trial_id), ("baseline", baseline_trial_id))
         if trial is not None and histories.get(trial)
@@ -154,15 +165,24 @@ def curves(
     for key in dict.fromkeys(("train_loss", "eval_loss", metric.removeprefix("best_"))):
         series = []
         for role, trial in picked:
-            points = [
-                (row.get("step", index + 1), row[key])
-                for index, row in enumerate(histories[trial])
-                if _finite(row.get(key))
-            ]
-            if points:
-                name = names.get(trial, trial)
-                label = role if name == role else f"{role}: {name}"
-                series.append(Series(label, [p[0] for p in points], [float(p[1]) for p in points]))
+            runs = [histories[trial], *_seed_runs(histories, trial)]
+            by_step: dict[Any, list[float]] = {}
+            for history in runs:
+                for index, row in enumerate(history):
+                    if _finite(row.get(key)):
+                        by_step.setdefault(row.get("step", index + 1), []).append(float(row[key]))
+            if not by_step:
+                continue
+            name = names.get(trial, trial)
+            label = role if name == role else f"{role}: {name}"
+            steps = sorted(by_step)
+            if len(runs) > 1:
+                series.append(Series(f"{label} (median of {len(runs)} seeds)", steps,
+                                     [statistics.median(by_step[s]) for s in steps],
+                                     low=[min(by_step[s]) for s in steps],
+                                     high=[max(by_step[s]) for s in steps]))
+            else:
+                series.append(Series(label, steps, [by_step[s][0] for s in steps]))
         if series:
             panels.append(Panel(key, "step", key, series, integer_x=True))
     if not panels:
@@ -170,6 +190,12 @@ def curves(
     title = ("The baseline won: no dropout configuration beat it" if baseline_won
              else "Best trial against the baseline")
     return Figure("curves", title, panels)
+
+
+def _seed_runs(histories: dict[str, list[dict[str, Any]]], trial: str) -> list[list[dict]]:
+    """The histories of `trial`'s confirmation runs (`seed_history_key`)."""
+    pattern = re.compile(rf"{re.escape(trial)} seed \d+")
+    return [history for key, history in histories.items() if pattern.fullmatch(key)]
 
 
 def _better(a: float, b: float, mode: str) -> bool:

@@ -27,7 +27,8 @@ def answers(url: str) -> bool:
         return False
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("stop", [
+    signal.SIGTERM, pytest.param(signal.SIGHUP, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGHUP"])
 def test_a_signal_stops_the_server_and_frees_the_port(tmp_path, stop):
     port = free_port()
     url = f"http://127.0.0.1:{port}"

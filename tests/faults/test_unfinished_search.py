@@ -76,6 +76,7 @@ def test_an_interrupted_search_ends_its_runs_and_resumes(tmp_path, tiny_models, 
     assert all("hk_tune.error" not in run.data.tags for run in runs.values())
 
 
+@pytest.mark.slow
 def test_a_search_whose_every_trial_fails_ends_failed_with_the_reason(tmp_path, tiny_models,
                                                                        toy_data):
     space = write_space(tmp_path, tiny_models["bert"], toy_data["pair"], SEARCH, num_samples=2)

@@ -3,7 +3,7 @@ stopped early apart; the curves say when the baseline itself won."""
 
 from __future__ import annotations
 
-from hk_tune.tracking.figures import curves, metric_vs_rate
+from hk_tune.tracking.figures import curves, metric_vs_rate, seed_history_key
 from hk_tune.tracking.plots import render
 
 
@@ -43,3 +43,18 @@ def test_the_curves_say_when_the_baseline_won():
                                                                    "hk": "hiddenkey"})
     assert lost.title == "Best trial against the baseline"
     assert [s.label for s in lost.panels[0].series] == ["best: hiddenkey", "baseline"]
+
+
+def test_confirmed_trials_are_drawn_as_a_median_in_a_band_over_their_seeds(tmp_path):
+    histories = {"base": history([0.70, 0.80]), "hk": history([0.60, 0.75]),
+                 seed_history_key("hk", 1): history([0.64, 0.79]),
+                 seed_history_key("hk", 2): history([0.62, 0.77])}
+    figure = curves(histories, "best_eval_accuracy", "hk", "base",
+                    {"base": "baseline", "hk": "hiddenkey"})
+    accuracy = next(panel for panel in figure.panels if panel.title == "eval_accuracy")
+    best, baseline = accuracy.series
+    assert best.label == "best: hiddenkey (median of 3 seeds)"
+    assert best.y == [0.62, 0.77] and best.low == [0.60, 0.75] and best.high == [0.64, 0.79]
+    assert baseline.label == "baseline" and not baseline.low  # one seed: a plain line
+    written = render(figure, tmp_path)
+    assert "median of 3 seeds" in written[1].read_text()

@@ -57,6 +57,11 @@ def grid(*values) -> dict:
     return {"type": "grid", "values": list(values)}
 
 
+def both(key: str, value: Any) -> dict[str, dict]:
+    """The same run-config key, set in a run config and as a space's fixed value."""
+    return {"train": {key: value}, "search": {"fixed": {key: value}}}
+
+
 ROWS = [
     Row("malformed YAML", "line 4", "YAML", text=MALFORMED),
     # Trials local Ray can never hold: Tune would wait for them forever.
@@ -130,27 +135,22 @@ ROWS = [
         train={"lora.head": "everything"}, search={"fixed": {"lora.head": "everything"}}),
     # Checks that used to come only once Ray ran, or never.
     Row("LoRA target the model does not have", "lora.target_modules", "its linear layers",
-        train={"lora.target_modules": ["nope_proj"]},
-        search={"fixed": {"lora.target_modules": ["nope_proj"]}}),
+        **both("lora.target_modules", ["nope_proj"])),
     Row("max_length beyond the model's positions", "data.max_length", "at most 256",
-        train={"data.max_length": 100_000}, search={"fixed": {"data.max_length": 100_000}}),
+        **both("data.max_length", 100_000)),
     Row("truncated weights", "model.name", "a complete safetensors file",
-        train={"model": "{files}/truncated"}, search={"fixed": {"model": "{files}/truncated"}}),
+        **both("model", "{files}/truncated")),
     Row("seed outside what the generators take", "seed", "an integer from 0 to 4294967295",
         train={"seed": -5}, search={"seed": 2**40}),
     Row("negative data seed", "data.seed", "an integer from 0 to 4294967295",
-        train={"data.seed": -1}, search={"fixed": {"data.seed": -1}}),
-    Row("retry forever", "max_failures", "an integer >= 0", train={"max_failures": -1},
-        search={"fixed": {"max_failures": -1}}),
+        **both("data.seed", -1)),
+    Row("retry forever", "max_failures", "an integer >= 0", **both("max_failures", -1)),
     Row("a one-class classification set", "data.label='label'", "at least two classes",
-        train={"data.source": "{files}/one_class.jsonl"},
-        search={"fixed": {"data.source": "{files}/one_class.jsonl"}}),
+        **both("data.source", "{files}/one_class.jsonl")),
     Row("a label that is a list", "data.label='label'", "class ids 0, 1",
-        train={"data.source": "{files}/list_label.jsonl"},
-        search={"fixed": {"data.source": "{files}/list_label.jsonl"}}),
+        **both("data.source", "{files}/list_label.jsonl")),
     Row("a plain file named .gz", "data.source", "BadGzipFile",
-        train={"data.source": "{files}/plain.jsonl.gz"},
-        search={"fixed": {"data.source": "{files}/plain.jsonl.gz"}}),
+        **both("data.source", "{files}/plain.jsonl.gz")),
     Row("a storage scheme no store opens", "storage_path", "s3, gs",
         train={"storage_path": "ftp://host/runs"}, search={"storage_path": "ftp://host/runs"}),
     # A space file's own structure.

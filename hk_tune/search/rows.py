@@ -36,8 +36,6 @@ class TrialRow:
         best_checkpoint: the folder of that evaluation's checkpoint, when kept.
         steps, time_s: how far it trained and how long it took.
         error: the end of its error, when it errored.
-        started: when it first reported (Unix seconds; inf when it never did), which orders
-            trials that tie in the ranking.
     """
 
     trial_id: str
@@ -52,7 +50,6 @@ class TrialRow:
     steps: int = 0
     time_s: float = 0.0
     error: str | None = None
-    started: float = math.inf
 
     def public(self) -> dict[str, Any]:
         """The row as tables, MLflow and summary.json show it: flat params first, then the
@@ -99,9 +96,7 @@ def trial_rows(space: SearchConfig, result_grid) -> tuple[list[TrialRow], dict[s
             sampled=sampled, metric=_number(metrics.get(space.score)),
             last=_number(metrics.get(space.metric)), best_step=best_step,
             best_checkpoint=checkpoint_at(result, best_step), steps=metrics.get("step", 0),
-            time_s=round(float(metrics.get("time_total_s", 0.0)), 1), error=error,
-            started=min((row["timestamp"] for row in histories[trial_id]
-                         if "timestamp" in row), default=math.inf)))
+            time_s=round(float(metrics.get("time_total_s", 0.0)), 1), error=error))
     return rank(rows, space.mode), histories
 
 
@@ -126,16 +121,17 @@ def trial_status(metrics: dict[str, Any]) -> str:
 
 
 def rank(rows: list[TrialRow], mode: str) -> list[TrialRow]:
-    """Completed trials first, each group best score first; errored and NaN last. Ties go to
-    the trial that reported first, so a resumed search, whose saved trials come back in
-    another order, ranks (and picks for confirmation) as before."""
+    """Completed trials first, each group best score first; errored and NaN last. A tie goes
+    to the baseline (a dropout configuration that only ties it has not beaten it), then by
+    name: the same trials rank alike in every run of a search, and after a resume, whose
+    saved trials come back in another order (and whose picks for confirmation must match)."""
     sign = -1.0 if mode == "max" else 1.0
 
     def key(row: TrialRow) -> tuple:
         missing = row.metric is None or math.isnan(row.metric)
         group = {"completed": 0, "stopped": 1}.get(row.status, 2)
-        return (missing, group, sign * (row.metric if not missing else 0.0), row.started,
-                row.trial_id)
+        return (missing, group, sign * (row.metric if not missing else 0.0),
+                row.name != "baseline", row.name, row.trial_id)
 
     return sorted(rows, key=key)
 

@@ -18,7 +18,9 @@ from fault_search import write_space
 from hk_tune import cli
 from hk_tune.search import trust
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+# A search of its own: the slow selection; tests/search/test_trust.py checks the signatures
+# in the default suite, and tests/search/test_resume.py resumes signed folders there.
+pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
 
 # The real command in a fresh process, which then says whether Ray was started.
 SHELL = ("import sys, ray; from hk_tune.cli import main; status = main(sys.argv[1:]); "
@@ -64,7 +66,6 @@ def test_the_folder_a_search_wrote_verifies_for_its_user(searched):
     assert len([p for p in searched.rglob("tuner.pkl")]) == 2  # the search and "confirm"
 
 
-@pytest.mark.slow  # a whole resume; the refusal itself is also in test_a_crafted_pickle_never_runs
 def test_a_colleagues_copy_is_refused_then_trusted(searched, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(searched, copy)

@@ -22,7 +22,9 @@ from test_search import tiny_space
 from hk_tune import cli
 from hk_tune.config.study import JOURNAL_FILE
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+# A search of its own and a browser: the slow selection. The default suite checks the study
+# after a search and its resume in test_resume.py.
+pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -117,10 +119,3 @@ def test_the_dashboard_shows_the_study_in_a_browser(searched, tmp_path):
     assert screenshot.read_bytes().startswith(b"\x89PNG")
     if os.environ.get("HK_TUNE_SAVE_SCREENSHOT") == "1":
         shutil.copyfile(screenshot, REPO / "benchmarks" / "results" / "optuna_dashboard.png")
-
-
-def test_a_folder_without_a_study_is_one_line(tmp_path, capsys):
-    (tmp_path / "search.json").write_text(json.dumps({"overrides": [], "study": None}))
-    assert cli.main(["dashboard", str(tmp_path)]) == 2
-    error = capsys.readouterr().err.strip()
-    assert error.startswith(f"hk-tune: error: {tmp_path / 'search.json'}: this search kept no")

@@ -46,7 +46,10 @@ def tiny_space(tmp_path, tiny_models, toy_data, **settings) -> str:
 @pytest.fixture(scope="module")
 def finished_search(tmp_path_factory, tiny_models, toy_data):
     tmp_path = tmp_path_factory.mktemp("search")
-    space = tiny_space(tmp_path, tiny_models, toy_data, confirm={"top_k": 1, "seeds": 2})
+    # One trial at a time: ASHA's decisions then do not depend on which of two concurrent
+    # trials reports first, so the Python API's run below can find the same trials.
+    space = tiny_space(tmp_path, tiny_models, toy_data, confirm={"top_k": 1, "seeds": 2},
+                       max_concurrent=1)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     import io
     from contextlib import redirect_stderr, redirect_stdout
@@ -316,7 +319,8 @@ def test_run_search_from_python_finds_what_the_command_line_found(finished_searc
     from hk_tune.search import load_result, run_search
 
     _, _, cli_path, _ = finished_search
-    space = tiny_space(tmp_path, tiny_models, toy_data, confirm={"top_k": 1, "seeds": 2})
+    space = tiny_space(tmp_path, tiny_models, toy_data, confirm={"top_k": 1, "seeds": 2},
+                       max_concurrent=1)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run_search(space, overrides=["name=from_python", "experiment=dropout study"],
                         tracking_uri=uri)

@@ -8,11 +8,11 @@ search.json, so the dashboard needs only the folder.
 
 from __future__ import annotations
 
-import json
 import socket
 
 from hk_tune import storage
 from hk_tune.errors import ConfigError
+from hk_tune.search.run import read_search_state
 from hk_tune.search.study import open_storage
 
 DEFAULT_PORT = 8080
@@ -24,15 +24,10 @@ def study_address(folder: str) -> str:
     Raises:
         ConfigError: not a search folder, or a search that kept its study in memory only.
     """
-    path = storage.join(storage.resolve(folder), storage.SEARCH_STATE)
-    if not storage.exists(path):
-        raise ConfigError(f"{folder}: not a search folder (no {storage.SEARCH_STATE}); give "
-                          "storage_path/name of a search, e.g. hk_tune_runs/quickstart")
-    try:
-        address = json.loads(storage.read_text(path)).get("study")
-    except (ValueError, AttributeError):
-        address = None
+    folder = storage.resolve(folder)
+    address = read_search_state(folder).get("study")
     if not isinstance(address, str):
+        path = storage.join(folder, storage.SEARCH_STATE)
         raise ConfigError(f"{path}: this search kept no Optuna study in storage (a search folder "
                           "in an object store without optuna_storage:, or one from before "
                           "hk_tune kept studies); set optuna_storage: in its space file")

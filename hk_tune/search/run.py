@@ -167,15 +167,12 @@ def resume_search(folder: str | Path, address: str | None = None,
     from hk_tune.search.tune_state import check_tune_state
 
     folder = storage.resolve(folder)
-    if not storage.exists(storage.join(folder, SEARCH_STATE)):
-        raise ConfigError(f"{folder}: not a search folder (no {SEARCH_STATE}); give "
-                          "storage_path/name of a search, e.g. hk_tune_runs/quickstart")
+    state = read_search_state(folder)
     check_tune_state(folder)
     if trust:
         adopt_folder(folder)
     else:
         verify_folder(folder)
-    state = read_search_state(folder)
     extra = extension(overrides, folder)
     space = _load_space_copy(folder, [*state["overrides"], *extra])
     extend(folder, state, extra, space.num_samples)
@@ -198,12 +195,17 @@ def resume_search(folder: str | Path, address: str | None = None,
 
 
 def read_search_state(folder: str) -> dict:
-    """The search's `search.json`: what resume needs to continue it.
+    """The search's `search.json`: what resume needs to continue it (and the dashboard, to
+    find the study).
 
     Raises:
-        ConfigError: empty, cut short, or not one hk_tune wrote.
+        ConfigError: `folder` has none (not a search folder), or it is empty, cut short, or not
+            one hk_tune wrote.
     """
     path = storage.join(folder, SEARCH_STATE)
+    if not storage.exists(path):
+        raise ConfigError(f"{folder}: not a search folder (no {SEARCH_STATE}); give "
+                          "storage_path/name of a search, e.g. hk_tune_runs/quickstart")
     try:
         state = json.loads(storage.read_text(path))
         if not isinstance(state, dict) or not isinstance(state.get("overrides"), list):

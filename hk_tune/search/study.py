@@ -7,8 +7,8 @@ what TPE sees. A resumed search rebuilds its searcher from Tune's saved trials
 (`hk_tune.search.searcher`); the study is rebuilt with it, each trial's evaluations replayed
 from its `result.json`, so the dashboard shows the search whole again.
 
-    storage = open_storage(space, folder)     # None: the study lives in memory only
     where = storage_address(space, folder)    # what search.json keeps for the dashboard
+    storage = open_storage(where)             # None: the study lives in memory only
 """
 
 from __future__ import annotations

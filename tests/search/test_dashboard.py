@@ -8,9 +8,12 @@ import socket
 
 from hk_tune import cli
 
+# What search.json holds besides the study (hk_tune.search.run.read_search_state).
+STATE = {"overrides": [], "tracking_uri": "sqlite:///mlflow.db", "parent_run_id": "0"}
+
 
 def test_a_folder_without_a_study_is_one_line(tmp_path, capsys):
-    (tmp_path / "search.json").write_text(json.dumps({"overrides": [], "study": None}))
+    (tmp_path / "search.json").write_text(json.dumps(STATE | {"study": None}))
     assert cli.main(["dashboard", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"hk-tune: error: {tmp_path / 'search.json'}: this search kept no")
@@ -18,7 +21,7 @@ def test_a_folder_without_a_study_is_one_line(tmp_path, capsys):
 
 def test_a_taken_port_is_one_line(tmp_path, capsys):
     study = f"journal:{tmp_path / 'optuna.journal'}"
-    (tmp_path / "search.json").write_text(json.dumps({"overrides": [], "study": study}))
+    (tmp_path / "search.json").write_text(json.dumps(STATE | {"study": study}))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)

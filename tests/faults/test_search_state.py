@@ -5,6 +5,7 @@ plain local filesystem it is left cut short, which `hk-tune resume` then refuses
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -40,7 +41,9 @@ def test_resume_refuses_a_search_whose_tune_state_is_cut_short(tmp_path, capsys)
 
     folder = tmp_path / "runs" / "cut"
     folder.mkdir(parents=True)
-    (folder / "search.json").write_text("{}")
+    # A search state as hk_tune writes it, so the check reached is the one on Tune's files.
+    (folder / "search.json").write_text(json.dumps(
+        {"overrides": [], "tracking_uri": "file:./mlruns", "parent_run_id": "0" * 32}))
     (folder / "tuner.pkl").write_bytes(b"\x80\x05 Tune's tuner")
     cut = folder / "searcher-state-2026-01-01_00-00-00.pkl"
     cut.write_bytes(b"")
@@ -55,8 +58,6 @@ def test_a_torn_copy_of_the_experiment_state_keeps_the_previous_one(tmp_path):
     # Tune rewrites its staging experiment state in place while the previous copy may still read
     # it: the copy then holds a prefix of the new file. Copied as Tune copies (pyarrow's
     # copy_files through the search's filesystem), such a copy is dropped and a whole one kept.
-    import json
-
     import pyarrow.fs
 
     from hk_tune.search import trust
@@ -85,7 +86,6 @@ def test_a_torn_copy_of_the_experiment_state_keeps_the_previous_one(tmp_path):
 
 def _state(*checkpoints) -> bytes:
     """An experiment state naming `checkpoints` as Tune does: pickled, hex, inside JSON strings."""
-    import json
     import pickle
 
     manager = {"checkpoint_manager": {"_type": "CLOUDPICKLE_FALLBACK",

@@ -164,6 +164,10 @@ ROWS = [
         "dropout.ffn_hidden.pattern": {"type": "categorical",
                                        "choices": ["element", "element"]}}}),
     Row("an empty name", "name", "expected a string", train={"name": None}),
+    Row("an unknown quantization", "model.quantization", "['none', 'nf4', 'fp4']",
+        **both("model.quantization", "int4")),
+    Row("4-bit weights without a GPU", "model.quantization", "CUDA GPUs only",
+        **both("model.quantization", "nf4")),
 ]
 # Whole files for the rows a dict of keys cannot express.
 ROWS += [

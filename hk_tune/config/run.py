@@ -118,7 +118,13 @@ class RunConfig:
             shown = name if len(name) <= 60 else name[:60] + "..."
             raise ConfigError(f"{where}: name: {shown!r} is not allowed; allowed: a folder name "
                               f"of at most {MAX_NAME_BYTES} bytes, without '/'")
-        return cls(**values)
+        config = cls(**values)
+        # bitsandbytes' CPU code is a slow reference path, not what 4-bit weights are for.
+        if config.model.quantization != "none" and not config.scaling.use_gpu:
+            raise ConfigError(f"{where}: model.quantization: {config.model.quantization!r} runs "
+                              "on CUDA GPUs only; set scaling.use_gpu: true (in a search: "
+                              "resources.gpus_per_worker), or allowed without a GPU: 'none'")
+        return config
 
 
 MAX_NAME_BYTES = 128

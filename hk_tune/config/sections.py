@@ -16,6 +16,9 @@ from hk_tune.tasks import TASKS
 DTYPES = ("float32", "bfloat16", "float16")
 # What the forward passes compute in (`hk_tune.train.precision`), apart from the weight dtype.
 PRECISIONS = ("fp32", "bf16", "fp16")
+# Base weights stored in 4 bits through bitsandbytes (QLoRA): `nf4` is QLoRA's NormalFloat,
+# `fp4` a plain 4-bit float. Both with double quantization, as in the QLoRA paper.
+QUANTIZATIONS = ("none", "nf4", "fp4")
 
 # How much of a sequence-classification head trains beside LoRA. `full`: the whole head, as the
 # LoRA paper's NLU code does (BERT's pooler and classifier; RoBERTa's dense + out_proj; the
@@ -36,6 +39,9 @@ class ModelSettings:
         gradient_checkpointing: keep only each block's input during the forward pass and
             recompute the block in backward, trading compute for activation memory. The
             recomputation restores the random state first, so it draws the same dropout masks.
+        quantization: the frozen base weights in 4 bits (see QUANTIZATIONS), computed in
+            `dtype`; LoRA and the task head stay in full precision. CUDA only: it needs a GPU
+            per worker and the `qlora` extra (bitsandbytes).
     """
 
     name: str = "minilm"
@@ -44,10 +50,12 @@ class ModelSettings:
     dtype: str = "float32"
     allow_pickle_weights: bool = False
     gradient_checkpointing: bool = False
+    quantization: str = "none"
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype: {self.dtype!r} is not allowed; allowed: {list(DTYPES)}")
+        fields.choice(self.quantization, QUANTIZATIONS, "quantization")
 
 
 @dataclass(frozen=True)

@@ -141,13 +141,15 @@ def build_inputs(cfg, session):
     train_ds, eval_ds = session.reuse(
         ("tokenized", cfg.model, cfg.data),
         lambda: tokenize(data, tokenizer, cfg.data.max_length))
+    # 4-bit weights are quantized as they reach their device, so they load there.
+    device = session.device() if cfg.model.quantization != "none" else "cpu"
     args = (cfg.model, data.task, data.num_labels, tokenizer.pad_token_id)
     if session.cache_models:
-        base, new_keys = session.reuse(("model", *args),
-                                       lambda: load_model(*args, new_keys=True))
+        base, new_keys = session.reuse(("model", *args, device),
+                                       lambda: load_model(*args, new_keys=True, device=device))
         base = fresh_copy(base)
     else:
-        base, new_keys = load_model(*args, new_keys=True)
+        base, new_keys = load_model(*args, new_keys=True, device=device)
     seed_everything(cfg.seed)
     reset_new_weights(base, new_keys)
     peft_model = add_lora(base, cfg.lora, data.task)

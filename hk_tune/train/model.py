@@ -43,7 +43,8 @@ def check_model(settings: ModelSettings, lora: LoraSettings,
         ConfigError: a missing folder or config, custom code without `trust_remote_code: true`,
             only pickle weights without `allow_pickle_weights: true`, no LoRA target for the
             architecture, LoRA targets the model does not have, `max_length` beyond its
-            positions, or gradient checkpointing asked of an architecture without it.
+            positions, gradient checkpointing asked of an architecture without it, or 4-bit
+            weights without bitsandbytes.
     """
     from transformers import AutoConfig
 
@@ -70,6 +71,8 @@ def check_model(settings: ModelSettings, lora: LoraSettings,
                           f"{MODEL_FORMS}") from None
     if looks_local:
         check_weights(folder, settings)
+    if settings.quantization != "none":
+        check_bitsandbytes(settings)
     check_tokenizer(load_tokenizer(settings), config, settings)
     target_modules(config.model_type, lora)
     if max_length is not None:
@@ -100,6 +103,36 @@ def check_positions(config, name: str, max_length: int) -> None:
     if max_length > positions:
         raise ConfigError(f"data.max_length: {max_length} is beyond the {positions} positions "
                           f"{name!r} has; allowed: at most {positions}")
+
+
+def check_bitsandbytes(settings: ModelSettings) -> None:
+    """Refuses 4-bit base weights where bitsandbytes (or accelerate, which loads them) is not
+    installed."""
+    import importlib.util
+
+    for package in ("bitsandbytes", "accelerate"):
+        if importlib.util.find_spec(package) is None:
+            raise ConfigError(f"model.quantization: {settings.quantization!r} needs {package}, "
+                              "which is not installed: pip install 'hk_tune[qlora]'; allowed "
+                              "without it: 'none'")
+
+
+def quantization_config(settings: ModelSettings):
+    """transformers' bitsandbytes config for `settings.quantization`, or None for "none".
+
+    The 4-bit weights are dequantized block by block into `settings.dtype` for each matmul.
+    """
+    if settings.quantization == "none":
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=settings.quantization,
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=getattr(torch, settings.dtype),
+    )
 
 
 def check_targets(config, name: str, targets: Sequence[str]) -> None:
@@ -169,7 +202,7 @@ def load_tokenizer(settings: ModelSettings) -> PreTrainedTokenizerBase:
 
 def load_model(
     settings: ModelSettings, task: str, num_labels: int, pad_token_id: int,
-    new_keys: bool = False,
+    new_keys: bool = False, device: str = "cpu",
 ) -> PreTrainedModel | tuple[PreTrainedModel, list[str]]:
     """Loads the pretrained model with the head `task` needs.
 
@@ -181,6 +214,8 @@ def load_model(
             finds each row's last token through it.
         new_keys: also return the names of the weights the checkpoint did not hold (the new
             task head), which a cached copy draws afresh per run.
+        device: where 4-bit weights are loaded, since bitsandbytes quantizes them as they
+            reach it; other models load on the CPU and the session moves them.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -197,6 +232,9 @@ def load_model(
         "use_safetensors": None if settings.allow_pickle_weights else True,
         "weights_only": True,
     }
+    quantization = quantization_config(settings)
+    if quantization is not None:
+        kwargs.update(quantization_config=quantization, device_map={"": device})
     path = resolve_model_path(settings.name)
     if new_keys:
         kwargs["output_loading_info"] = True

@@ -6,8 +6,9 @@
 - `TuneSession`: one process inside a Tune trial, the search's fast path for single-worker
   trials (docs/design.md 4), on the trial's GPU when Tune gave it one. With actor reuse, the
   tokenizer, the tokenized data and the base model stay in a module-level cache across trials
-  (the model on the CPU); each trial gets a deep copy of the base model, moved to its device,
-  with its new task head initialized afresh from the trial's seed.
+  (the model on the CPU, or on its GPU when its weights are 4-bit, which are quantized as they
+  load there); each trial gets a deep copy of the base model, moved to its device, with its new
+  task head initialized afresh from the trial's seed.
 - `LocalSession`: the loop in this process with no Ray at all (benchmarks, notebooks, a GPU
   check), on the device it is given: its reports are kept in `history`, nothing is persisted.
 
@@ -45,6 +46,12 @@ class TrainSession:
         import ray.train.torch
 
         return ray.train.torch.prepare_model(model)
+
+    def device(self) -> str:
+        """This worker's device, as Ray Train assigned it (`cuda:<local rank>` or `cpu`)."""
+        import ray.train.torch
+
+        return str(ray.train.torch.get_device())
 
     def prepare_data_loader(self, loader):
         import ray.train.torch

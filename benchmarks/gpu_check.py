@@ -3,7 +3,7 @@
     python benchmarks/gpu_check.py --device cuda [--json]        # on a GPU machine
     python benchmarks/gpu_check.py --device cpu --quick [--json]  # development and CI
 
-Five parts, each printed as a table:
+Six parts, each printed as a table:
 
 1. contract: every (position, pattern, rescale) row of the framework on a LLaMA- and a
    BERT-shaped model, in fp32 and bf16 autocast: eval mode and rate 0 give the unpatched
@@ -19,6 +19,9 @@ Five parts, each printed as a table:
 5. trial loop: three runs of `run_loop` one after another in one process, as a reused trial
    actor runs them (`LocalSession` on the device): each run's wall time, the time of its steps
    and evaluation, and the memory still allocated after it.
+6. qlora: the SmolLM2-shaped decoder loaded through hk_tune's loader with bf16 base weights and
+   with 4-bit NF4 ones (`model.quantization: nf4`), HiddenKey in bf16: the weights' footprint,
+   step time and peak memory as ratios, and finite losses. Skipped without bitsandbytes.
 
 The models are random-init in the real models' shapes, so the check needs no weights (step
 time and memory do not depend on the weights' values). `--quick` shrinks every model and batch
@@ -34,6 +37,7 @@ import contextlib
 import copy
 import itertools
 import json
+import math
 import random
 import statistics
 import sys
@@ -298,6 +302,53 @@ def checkpointing(device: str, dims: dict, steps: int) -> dict:
                              if off["peak_bytes"] else None)}
 
 
+def qlora(device: str, dims: dict, steps: int) -> dict:
+    """HiddenKey on the SmolLM2-shaped decoder, its base weights in bf16 and in NF4."""
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return {"skipped": "bitsandbytes is not installed"}
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hk_tune.config.sections import LoraSettings, ModelSettings
+    from hk_tune.dropout import PRESETS
+    from hk_tune.train.model import add_lora, load_model
+    from hk_tune.train.session import free_accelerator_memory
+
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        torch.manual_seed(0)
+        LlamaForCausalLM(LlamaConfig(vocab_size=49152, max_position_embeddings=2048,
+                                     **dims["llama"])).save_pretrained(folder)
+        for quantization in ("none", "nf4"):
+            settings = ModelSettings(name=folder, dtype="bfloat16", quantization=quantization)
+            base = load_model(settings, "causal_lm", 0, 0, device=device)
+            footprint = base.get_memory_footprint()
+            model = add_lora(base, LoraSettings(), "causal_lm").to(device)
+            batch, task = batch_for(model, max(dims["batch"]["size"] // 2, 2),
+                                    dims["batch"]["length"], device)
+            losses = []
+
+            def steps_of(n: int, model=model, batch=batch, task=task, losses=losses) -> float:
+                seconds = step_seconds(model, PRESETS["hiddenkey"], batch, task, device, n)
+                with torch.no_grad(), autocast(device, "bf16"):
+                    losses.append(model(**batch).loss.item())
+                return seconds
+
+            results[quantization] = {"footprint_bytes": footprint, "step_s": steps_of(steps),
+                                     "peak_bytes": peak_bytes(lambda f=steps_of: f(1), device),
+                                     "loss_finite": all(map(math.isfinite, losses))}
+            del model, base
+            free_accelerator_memory()
+    plain, nf4 = results["none"], results["nf4"]
+    return {"footprint_ratio": round(nf4["footprint_bytes"] / plain["footprint_bytes"], 3),
+            "step_ratio": round(nf4["step_s"] / plain["step_s"], 3),
+            "memory_ratio": (round(nf4["peak_bytes"] / plain["peak_bytes"], 3)
+                             if plain["peak_bytes"] else None),
+            "loss_finite": plain["loss_finite"] and nf4["loss_finite"],
+            "nf4_step_s": round(nf4["step_s"], 4)}
+
+
 def trial_folder(root: Path, dims: dict) -> tuple[str, str]:
     """A BERT-shaped model folder with a word-level tokenizer, and a toy sentiment file."""
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -435,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
                        ("step_time", lambda: step_time(args.device, dims, args.repeats,
                                                        args.steps)),
                        ("checkpointing", lambda: checkpointing(args.device, dims, args.steps)),
-                       ("trial_loop", lambda: trial_loop(args.device, dims))):
+                       ("trial_loop", lambda: trial_loop(args.device, dims)),
+                       ("qlora", lambda: qlora(args.device, dims, args.steps))):
         begun = time.perf_counter()
         report[name] = part()
         print(f"[{name}: {time.perf_counter() - begun:.1f} s]", file=sys.stderr, flush=True)
@@ -473,6 +525,13 @@ def print_report(report: dict) -> None:
     print(f"trial loop ({loop['path']}): runs {times} "
           f"(wall, training s); overhead after the first {loop['overhead_s']} s; allocated "
           f"after each: {[r['allocated_after'] for r in loop['runs']]}")
+    quantized = report["qlora"]
+    if "skipped" in quantized:
+        print(f"qlora: skipped, {quantized['skipped']}")
+    else:
+        print(f"qlora (NF4 against bf16 base weights, HiddenKey in bf16): weights "
+              f"x{quantized['footprint_ratio']}, step x{quantized['step_ratio']}, peak memory "
+              f"x{quantized['memory_ratio']}, losses finite: {quantized['loss_finite']}")
     if report["goals_met"] is not None:
         print(f"goals met: {report['goals_met']}")
 

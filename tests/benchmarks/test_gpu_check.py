@@ -35,6 +35,9 @@ def test_the_gpu_check_runs_on_the_cpu(capsys):
     loop = report["trial_loop"]
     assert loop["path"] == "run_loop" and len(loop["runs"]) == 3
     assert all(run["wall_s"] > run["training_s"] > 0 for run in loop["runs"])
+    quantized = report["qlora"]  # bitsandbytes' CPU code stands in for its CUDA kernels
+    assert quantized["loss_finite"] and quantized["footprint_ratio"] < 1
+    assert quantized["memory_ratio"] is None
     assert report["goals_met"] is None  # the goals are for a GPU
 
 

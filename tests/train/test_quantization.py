@@ -60,8 +60,9 @@ def test_base_weights_are_4_bit_and_what_trains_is_unchanged(tiny_run, wide_llam
 
 
 def test_a_quantized_run_trains_and_gives_one_result_per_seed(tiny_run, wide_llama):
-    """HiddenKey with its KL term and gradient checkpointing on 4-bit weights: the loss falls,
-    and a run from the cached (deep-copied) quantized model equals one loaded afresh."""
+    """HiddenKey with its KL term and gradient checkpointing on 4-bit weights: finite losses, a
+    consistency term that acts, and a run from the cached (deep-copied) quantized model equal
+    to one loaded afresh."""
     raw = quantized(tiny_run, wide_llama, "classification", gradient_checkpointing=True,
                     dropout={"preset": "hiddenkey"},
                     optim={"max_steps": 6, "eval_every": 3, "lr": 2e-2})
